@@ -3,13 +3,17 @@ user mistakes end in one `error: ...` line and exit code 2, never a traceback.""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import wraps
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+
+from orchestrator.models import SMOLLM2
 
 app = typer.Typer(help="SEAL: language models that write their own fine-tuning data.", no_args_is_help=True)
 teacher_app = typer.Typer(help="Run the teacher on its own.", no_args_is_help=True)
@@ -23,13 +27,17 @@ class UserError(Exception):
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn the project's user-facing exceptions into `error: ...` and exit 2."""
+    from orchestrator.config import ConfigError
+    from orchestrator.errors import DataError
+    from orchestrator.journal import RunDirError
     from orchestrator.models import ModelError
+    from teacher.base import TeacherError
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (UserError, ModelError) as e:
+        except (UserError, ModelError, DataError, ConfigError, RunDirError, TeacherError) as e:
             console.print(f"[red]error:[/red] {escape(str(e))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
@@ -49,3 +57,334 @@ def prepare_model_cmd(
 
 
 # Commands added by other modules go below this line.
+
+
+# --- ReST^EM runs: seal run / report / compare / eval / distill (orchestrator/loop.py, report.py) ---------
+
+ConfigArg = Annotated[Path | None, typer.Argument(help="TOML config; none = the embedded quickstart.")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a config key: section.key=value.")]
+
+
+def _load(config: Path | None, sets: list[str] | None, **flags: Any) -> Any:
+    """The config file (or the defaults), then --set overrides, then the named flags that were given."""
+    from orchestrator.config import load_config, parse_overrides
+
+    overrides = parse_overrides(sets or []) | {key: v for key, v in flags.items() if v is not None}
+    return load_config(config, overrides)
+
+
+@app.command("run")
+@user_errors
+def run_cmd(
+    config: ConfigArg = None,
+    sets: SetOpt = None,
+    name: Annotated[str | None, typer.Option(help="Run name: the run lives in runs/NAME.")] = None,
+    mode: Annotated[str | None, typer.Option(help="single-model | teacher-student")] = None,
+    rounds: Annotated[int | None, typer.Option(help="ReST^EM rounds.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Run seed; every other seed derives from it.")] = None,
+    pool: Annotated[str | None, typer.Option(help="Student pool: inprocess | local | ray | inline.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Student workers.")] = None,
+    ray_address: Annotated[str | None, typer.Option(help="Ray cluster to join, e.g. auto.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue an existing run directory.")] = False,
+) -> None:
+    """ReST^EM rounds: the teacher learns to write self-edits that make students learn."""
+    from orchestrator import loop
+
+    flags = {"run.name": name, "run.mode": mode, "run.rounds": rounds, "run.seed": seed, "pool.kind": pool,
+             "pool.workers": workers, "pool.ray_address": ray_address}
+    cfg = _load(config, sets, **flags)
+    with _step_failures():
+        run_dir = loop.main(cfg, resume, console)
+    _print_report(run_dir)
+
+
+@app.command("report")
+@user_errors
+def report_cmd(run: Annotated[Path, typer.Argument(help="A run directory, e.g. runs/quickstart.")]) -> None:
+    """Tables and plots of a run, from its journal: reward, parse failures and held-out τ per round."""
+    _print_report(run)
+
+
+@app.command("compare")
+@user_errors
+def compare_cmd(config: ConfigArg = None, sets: SetOpt = None) -> None:
+    """Single-model vs teacher-student from one config, same seed and budget: runs (or resumes) both,
+    then a side-by-side table and a plot of held-out τ per round."""
+    from orchestrator.compare import compare
+
+    with _step_failures():
+        table, plot = compare(_load(config, sets), console)
+    console.print(table)
+    console.print(f"plot: {plot}", highlight=False)
+
+
+EXTERNAL_HELP = ("Add a row of edits by any OpenAI-compatible model, as URL/MODEL, e.g. "
+                 "https://api.openai.com/v1/gpt-4.1 (key: $SEAL_EXTERNAL_API_KEY or $OPENAI_API_KEY).")
+JUDGE_HELP = "Grade answers yes/no with an LLM, as URL/MODEL (key: $SEAL_JUDGE_API_KEY or $OPENAI_API_KEY)."
+
+
+@app.command("eval")
+@user_errors
+def eval_cmd(
+    config: ConfigArg = None,
+    sets: SetOpt = None,
+    run: Annotated[Path | None, typer.Option(help="Add a row for this run's trained teacher.")] = None,
+    external: Annotated[str | None, typer.Option(help=EXTERNAL_HELP)] = None,
+    judge: Annotated[str | None, typer.Option(help=JUDGE_HELP)] = None,
+    out: Annotated[Path | None, typer.Option(help="Write the table and every answer to this JSON.")] = None,
+) -> None:
+    """The paper's knowledge table on the config's held-out passages: no adaptation, passage only,
+    base-teacher edits, trained-teacher edits (--run), external edits (--external)."""
+    import json
+
+    from orchestrator.distill import last_adapter
+    from orchestrator.judge import JudgeError
+    from orchestrator.paper_table import table
+    from orchestrator.session import check_inputs
+
+    if config is None and run is not None:
+        config = run / "config.toml"
+    cfg = _load(config, sets)
+    adapter = last_adapter(run) if run else None
+    try:
+        rendered, results = table(cfg, check_inputs(cfg), adapter, external, judge, console)
+    except JudgeError as e:
+        raise UserError(str(e)) from None
+    console.print(rendered)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=1) + "\n")
+        console.print(f"wrote {out}", highlight=False)
+
+
+@app.command("distill")
+@user_errors
+def distill_cmd(
+    run: Annotated[Path, typer.Argument(help="A run directory with a trained teacher adapter.")],
+    student: Annotated[str, typer.Option(help="The model to fine-tune: a name, a folder or a Hub id.")],
+    data: Annotated[str | None, typer.Option(help="Contexts for the edits; default: the run's.")] = None,
+    contexts: Annotated[int | None, typer.Option(help="Use only the first N contexts.")] = None,
+    name: Annotated[str | None, typer.Option(help="Output folder name under RUN/distill/.")] = None,
+) -> None:
+    """The run's trained teacher writes a self-edit per context; the student is fine-tuned on them all
+    and its adapter saved under RUN/distill/NAME/."""
+    from orchestrator.distill import distill
+
+    name = name or Path(student).name
+    with _step_failures():
+        result = distill(run, student, name, data, contexts, console)
+    losses = ", ".join(f"{x:.3f}" for x in result.report.epoch_losses)
+    console.print(f"{result.usable}/{result.contexts} usable self-edits, {result.examples} examples; "
+                  f"epoch losses {losses}", highlight=False)
+    console.print(f"adapter: {result.report.adapter_dir}", highlight=False)
+
+
+@contextmanager
+def _step_failures() -> Iterator[None]:
+    """A step that failed (not a user mistake): one line, exit 1; the journal keeps what was done."""
+    from orchestrator.session import RunError
+
+    try:
+        yield
+    except RunError as e:
+        console.print(f"[red]error:[/red] {escape(str(e))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
+def _print_report(run_dir: Path) -> None:
+    from orchestrator.report import report
+
+    tables, plot = report(run_dir)
+    for table in tables:
+        console.print(table)
+    console.print(f"plot: {plot}", highlight=False)
+
+
+
+@app.command("eval-edits")
+@user_errors
+def eval_edits_cmd(
+    data: Annotated[Path, typer.Option(help="SEAL-format JSON with self-edits in `completions`.")],
+    passages: Annotated[int, typer.Option(help="Evaluate the file's first K passages.")] = 5,
+    model: Annotated[str, typer.Option(help="Student: a prepared name, a folder or a Hub id.")] = SMOLLM2,
+    edit_index: Annotated[int, typer.Option(help="Which of each passage's self-edits to apply.")] = 0,
+    seed: Annotated[int, typer.Option(help="Passage i's fresh LoRA is seeded with seed + i.")] = 0,
+    epochs: Annotated[int, typer.Option(help="Training epochs (the paper: 10).")] = 10,
+    lr: Annotated[float, typer.Option(help="LoRA learning rate (the paper: 1e-3).")] = 1e-3,
+    out: Annotated[Path | None, typer.Option(help="Write the table and all answers to this JSON.")] = None,
+) -> None:
+    """Apply existing self-edits to a student and print the paper's table: no adaptation, passage only,
+    passage + edits, as mean τ over passages with 95% bootstrap intervals."""
+    import dataclasses
+    import json
+
+    from orchestrator import evaluate
+    from orchestrator.domains.knowledge import TRAIN, KnowledgeDomain, load_passages
+    from orchestrator.models import resolve_model
+    from student.messages import LoRASpec, to_dict
+
+    for flag, value in (("--passages", passages), ("--epochs", epochs), ("--lr", lr)):
+        if value <= 0:
+            raise UserError(f"{flag} must be positive, got {value}")
+    if edit_index < 0:
+        raise UserError(f"--edit-index must be 0 or more, got {edit_index}")
+    records = load_passages(data)
+    if passages > len(records):
+        raise UserError(f"--passages {passages}: data file {data} has only {len(records)} passages")
+    chosen = records[:passages]
+    rows = evaluate.paper_rows(chosen, edit_index, f"data file {data}")
+    lora, train = LoRASpec(), dataclasses.replace(TRAIN, epochs=epochs, lr=lr)
+    cells = evaluate.plan(KnowledgeDomain(), chosen, rows, seed=seed, lora=lora, train=train)
+    model_path = resolve_model(model)
+    from student.student import Student  # torch loads only once the inputs are known to be good
+
+    with console.status(f"loading {model}"):
+        student = Student(model_path)
+    jobs = evaluate.jobs(cells)
+    reports = evaluate.collect((student.run(job) for job in jobs), len(jobs), console)
+    summaries = evaluate.summarise(cells, reports)
+    console.print(evaluate.render(summaries, title=f"{data.name} (passages: {passages}), student {model}"))
+    if out:
+        settings = {"data": str(data), "model": model, "edit_index": edit_index, "seed": seed}
+        settings |= {"lora": to_dict(lora), "train": to_dict(train)}
+        table = evaluate.results(cells, reports, summaries, **settings)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(table, indent=1) + "\n")
+        console.print(f"wrote {out}", highlight=False)
+
+
+# --- the teacher alone: seal teacher serve / seal propose (teacher/, orchestrator/propose.py) ------------
+
+
+TeacherModelOpt = Annotated[str, typer.Option(help="Teacher model: a prepared name, a folder or a Hub id.")]
+KeyEnvOpt = Annotated[str | None, typer.Option(help="Environment variable holding the server's API key.")]
+
+
+def _key_from_env(api_key_env: str | None) -> str | None:
+    import os
+
+    if api_key_env and api_key_env not in os.environ:
+        raise UserError(f"--api-key-env: environment variable {api_key_env} is not set")
+    return os.environ[api_key_env] if api_key_env else None
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # SIGTERM stops the server as cleanly as Ctrl-C
+
+
+@teacher_app.command("serve")
+@user_errors
+def teacher_serve_cmd(
+    model: TeacherModelOpt = SMOLLM2,
+    adapter: Annotated[Path | None, typer.Option(help="PEFT adapter folder to hot-load.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port on 127.0.0.1; default: a free one.")] = None,
+    max_lora_rank: Annotated[int, typer.Option(help="Largest LoRA rank the server accepts.")] = 64,
+    max_model_len: Annotated[int, typer.Option(help="Longest prompt + self-edit, in tokens.")] = 2048,
+    log_dir: Annotated[Path, typer.Option(help="Folder for the server log.")] = Path("runs/teacher-serve"),
+    api_key_env: KeyEnvOpt = None,
+) -> None:
+    """Start the vLLM teacher alone (127.0.0.1 only, API key required) and keep it up until Ctrl-C."""
+    import signal
+    import time
+
+    from orchestrator.models import resolve_model
+    from teacher.vllm_process import LOG_NAME, ServerOptions
+    from teacher.vllm_server import VLLMTeacher
+
+    api_key = _key_from_env(api_key_env)
+    options = ServerOptions(port=port, max_lora_rank=max_lora_rank, max_model_len=max_model_len)
+    path = resolve_model(model)
+    with console.status(f"starting vLLM on {model} (log: {log_dir / LOG_NAME})"):
+        teacher = VLLMTeacher.launch(path, log_dir, options, adapter_sync="hot-load", api_key=api_key)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        if adapter:
+            teacher.use_adapter(str(adapter))
+        server = teacher.server
+        assert server is not None
+        console.print(f"url:   {server.url}/v1", highlight=False)
+        with_adapter = f" (adapter {adapter}; the base is {teacher.base_name})" if adapter else ""
+        console.print(f"model: {teacher.model_name}{with_adapter}", highlight=False)
+        # The user's own terminal is the one place the key is shown; it is never written to a file.
+        key = f"from ${api_key_env}" if api_key_env else f"{server.api_key}  (shown once: give it to clients)"
+        console.print(f"key:   {key}", highlight=False)
+        console.print("Ctrl-C stops the server.")
+        while server.alive():
+            time.sleep(1)
+        raise UserError(f"the vLLM server stopped on its own; see {server.log_path}")
+    except KeyboardInterrupt:
+        console.print("stopping the server")
+    finally:
+        teacher.close()
+
+
+@app.command("propose")
+@user_errors
+def propose_cmd(
+    data: Annotated[Path, typer.Option(help="SEAL-format JSON passages: [{title, context, questions}].")],
+    out: Annotated[Path, typer.Option(help="Output: the passages with `completions` filled (+ OUT.meta).")],
+    model: TeacherModelOpt = SMOLLM2,
+    url: Annotated[str | None, typer.Option(help="A running OpenAI-compatible server to use.")] = None,
+    api_key_env: KeyEnvOpt = None,
+    served_model: Annotated[str | None, typer.Option(help="Model name at --url (default: its one).")] = None,
+    backend: Annotated[str, typer.Option(help="No --url: vllm (a server) or hf (in-process).")] = "vllm",
+    adapter: Annotated[Path | None, typer.Option(help="Teacher LoRA adapter folder to write with.")] = None,
+    n: Annotated[int, typer.Option(help="Self-edits per passage.")] = 5,
+    passages: Annotated[int | None, typer.Option(help="Only the file's first K passages.")] = None,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature (0: greedy).")] = 1.0,
+    top_p: Annotated[float, typer.Option(help="Nucleus sampling mass.")] = 0.95,
+    max_tokens: Annotated[int, typer.Option(help="Longest self-edit, in tokens.")] = 512,
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+) -> None:
+    """Write self-edits for passages with a teacher into a SEAL-format file, ready for `seal eval-edits`."""
+    from orchestrator.domains.knowledge import KnowledgeDomain, load_passages
+    from orchestrator.progress import Phases
+    from orchestrator.propose import propose_edits, seal_records, write_seal_file
+    from teacher.base import Sampling
+
+    for flag, value in (("--n", n), ("--passages", passages or 1), ("--max-tokens", max_tokens)):
+        if value < 1:
+            raise UserError(f"{flag} must be 1 or more, got {value}")
+    if temperature < 0 or not 0 < top_p <= 1:
+        raise UserError(f"need --temperature >= 0 and 0 < --top-p <= 1, got {temperature} and {top_p}")
+    if backend not in ("vllm", "hf"):
+        raise UserError(f"--backend must be vllm or hf, got '{backend}'")
+    records = load_passages(data)
+    if passages and passages > len(records):
+        raise UserError(f"--passages {passages}: data file {data} has only {len(records)} passages")
+    chosen = records[:passages] if passages else records
+    sampling = Sampling(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed)
+    domain = KnowledgeDomain()
+    with console.status(f"starting the teacher ({url or f'{backend}: {model}'})"):
+        teacher = _propose_teacher(model, url, _key_from_env(api_key_env), served_model, backend, out.parent)
+    try:
+        if adapter:
+            teacher.use_adapter(str(adapter))
+        with Phases(console).phase("teacher", len(chosen) * n, "edits") as advance:
+            proposals = propose_edits(teacher, domain, chosen, sampling, advance)
+    finally:
+        teacher.close()
+    meta = {"model": url or model, "adapter": str(adapter) if adapter else None, "dataset_in": str(data),
+            "dataset_out": str(out), "temperature": temperature, "top_p": top_p, "max_tokens": max_tokens,
+            "n": n, "seed": seed}
+    write_seal_file(out, seal_records(domain, chosen, proposals), meta)
+    console.print(f"wrote {len(chosen)} passages × {n} self-edits to {out}", highlight=False)
+
+
+def _propose_teacher(
+    model: str, url: str | None, api_key: str | None, served_model: str | None, backend: str, log_dir: Path
+) -> Any:
+    from orchestrator.models import resolve_model
+
+    if url:
+        from teacher.vllm_server import VLLMTeacher
+
+        return VLLMTeacher.attach(url, api_key or "EMPTY", model=served_model)
+    path = resolve_model(model)
+    if backend == "hf":
+        from teacher.hf import HFTeacher
+
+        return HFTeacher(path)
+    from teacher.vllm_server import VLLMTeacher
+
+    return VLLMTeacher.launch(path, log_dir)

@@ -1,11 +1,40 @@
-"""Student pools (DESIGN §2): run jobs, stream reports back as they finish."""
+"""Student pools (DESIGN §2): run jobs on N students, stream reports back as they finish.
+
+Three pools share one contract: `inprocess` (one Student in this process: tests and tiny runs), `local`
+(spawned processes, one per device) and `ray` (actors on any Ray cluster); they live in `student/pools/`.
+Every job gets `ATTEMPTS` tries. An attempt fails when the student raises, when its worker process dies
+(OOM kill, segfault, `os._exit`) or when it exceeds the job timeout; a dead or timed-out worker is
+replaced. A job whose every attempt failed comes back as a report with ok=False and the last error, so
+no job is ever silently lost. Reports carry the attempt that produced them and the worker that ran it.
+
+Workers are built by a `worker_factory` called as `factory(model, device=..., threads=...)`; the
+default is `student.student.Student`. Tests pass a Student subclass whose jobs can crash or hang on
+purpose, so the pools are tested against real failures without a test-only branch in Student.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from typing import Protocol
+import dataclasses
+import socket
+from collections.abc import Callable, Iterator, Sequence
+from typing import Literal, Protocol
 
-from student.messages import Job, Report
+from student.messages import Job, Report, StudentJob, StudentReport, TrainJob, TrainReport
+
+ATTEMPTS = 2
+PoolKind = Literal["inprocess", "local", "ray"]
+POOL_KINDS: tuple[PoolKind, ...] = ("inprocess", "local", "ray")
+
+
+class Worker(Protocol):
+    """What a pool runs jobs on: a Student, or anything with its two methods."""
+
+    def run(self, job: StudentJob) -> StudentReport: ...
+
+    def train(self, job: TrainJob) -> TrainReport: ...
+
+
+WorkerFactory = Callable[..., Worker]
 
 
 class Pool(Protocol):
@@ -15,3 +44,53 @@ class Pool(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class PoolError(RuntimeError):
+    """The pool cannot run jobs at all, e.g. its workers cannot load the model. Not a job's failure."""
+
+
+def make_pool(
+    kind: PoolKind,
+    model: str,
+    *,
+    workers: int = 1,
+    ray_address: str | None = None,
+    job_timeout: float | None = None,
+    worker_factory: WorkerFactory | None = None,
+) -> Pool:
+    """The pool the config names. `inprocess` ignores `workers` and `job_timeout`: it cannot kill itself."""
+    if kind == "inprocess":
+        from student.pools.inprocess import InProcessPool
+        from student.student import Student
+
+        return InProcessPool((worker_factory or Student)(model))
+    if kind == "local":
+        from student.pools.local import LocalPool
+
+        return LocalPool(model, workers, job_timeout=job_timeout, worker_factory=worker_factory)
+    if kind == "ray":
+        from student.pools.ray_pool import RayPool
+
+        return RayPool(
+            model, workers, ray_address=ray_address, job_timeout=job_timeout, worker_factory=worker_factory
+        )
+    raise ValueError(f"unknown pool '{kind}': use one of {', '.join(POOL_KINDS)}")
+
+
+def worker_name(pid: int, host: str | None = None) -> str:
+    """The same `host:pid` a Student puts in its reports, so failed reports name workers alike."""
+    return f"{host or socket.gethostname()}:{pid}"
+
+
+def error_text(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
+def stamped(report: Report, attempt: int, worker: str) -> Report:
+    return dataclasses.replace(report, attempt=attempt, worker=worker)
+
+
+def failed_report(job: Job, error: str, attempt: int, worker: str) -> Report:
+    report_type = StudentReport if isinstance(job, StudentJob) else TrainReport
+    return report_type(job_id=job.job_id, ok=False, attempt=attempt, error=error, worker=worker)

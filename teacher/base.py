@@ -33,6 +33,10 @@ class Proposal:
     finish_reason: Literal["stop", "length"] | str
 
 
+class TeacherError(Exception):
+    """A teacher that cannot start, be reached or use an adapter; the message says what to change."""
+
+
 class Teacher(Protocol):
     def propose(self, prompts: list[TeacherPrompt], sampling: Sampling) -> list[list[Proposal]]:
         """`sampling.n` proposals for each prompt, in prompt order."""

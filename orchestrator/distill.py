@@ -1,0 +1,89 @@
+"""`seal distill`: a trained teacher writes self-edits for a corpus, and a student is fine-tuned on all
+of them into one saved adapter (DESIGN §3) — the knowledge of the corpus, in the teacher's words,
+moved into a (often smaller) model.
+
+The teacher is the run's last trained adapter; each context gets one edit, seeded per context; edits
+the domain cannot use are skipped and counted. Everything goes to `<run>/distill/<name>/`: the edits
+(`edits.jsonl`) and the student's adapter (`adapter/`). A name is never reused.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from orchestrator.config import read_run_config
+from orchestrator.domains import load_contexts
+from orchestrator.domains.base import Domain
+from orchestrator.edits import one_edit_each, parse
+from orchestrator.journal import CONFIG, JOURNAL, RunDirError, read_journal
+from orchestrator.models import resolve_model
+from orchestrator.seeds import derive_seed
+from orchestrator.session import RunError, build_pool, build_teacher, check_inputs, teacher_api_key
+from student.messages import TrainJob, TrainReport
+
+
+@dataclass(frozen=True)
+class Distilled:
+    contexts: int
+    usable: int
+    examples: int
+    report: TrainReport
+
+
+def distill(
+    run_dir: Path, student: str, name: str, data: str | None, limit: int | None, console: Console
+) -> Distilled:
+    cfg = read_run_config(run_dir / CONFIG)
+    inputs = check_inputs(cfg)
+    adapter = last_adapter(run_dir)
+    corpus = list(load_contexts(cfg.data.domain, data, "train") if data else inputs.train)[:limit]
+    out = run_dir / "distill" / name
+    if out.exists():
+        raise RunDirError(f"{out} exists: pass --name NEW for another distillation")
+    out.mkdir(parents=True)
+    teacher = build_teacher(cfg, inputs.teacher_model, out, teacher_api_key(cfg))
+    try:
+        teacher.use_adapter(adapter)
+        with console.status(f"the trained teacher writes self-edits for {len(corpus)} contexts"):
+            sampling = cfg.teacher.sampling
+            edits = one_edit_each(teacher, inputs.domain, corpus, sampling, cfg.run.seed, "distill")
+    finally:
+        teacher.close()
+    _save_edits(out / "edits.jsonl", inputs.domain, corpus, edits)
+    parsed = [parse(inputs.domain, c, text, cfg.student.train) for c, text in zip(corpus, edits, strict=True)]
+    usable = [p for p in parsed if not isinstance(p, str)]
+    if not usable:
+        raise RunDirError(f"no usable self-edit among {len(corpus)} contexts: nothing to distill (see {out})")
+    examples = tuple(example for p in usable for example in p.examples)
+    job = TrainJob(
+        job_id=f"distill/{name}", seed=derive_seed(cfg.run.seed, "distill", name), examples=examples,
+        output_dir=str(out / "adapter"), lora=cfg.student.lora, train=usable[0].train,
+    )
+    pool = build_pool(cfg, resolve_model(student), None, workers=1)
+    try:
+        with console.status(f"training {student} on {len(examples)} examples"):
+            (report,) = pool.run([job])
+    finally:
+        pool.close()
+    if not report.ok:
+        raise RunError(f"training {student} failed: {report.error}")
+    return Distilled(len(corpus), len(usable), len(examples), report)
+
+
+def last_adapter(run_dir: Path) -> str:
+    ends = [r for r in read_journal(run_dir / JOURNAL) if r["type"] == "mstep_end" and r["adapter"]]
+    if not ends:
+        raise RunDirError(f"{run_dir} has no trained teacher adapter yet: let `seal run` finish a round")
+    return max(ends, key=lambda r: r["round"])["adapter"]
+
+
+def _save_edits(path: Path, domain: Domain[Any], corpus: list[Any], edits: list[str]) -> None:
+    with path.open("w") as f:
+        for context, text in zip(corpus, edits, strict=True):
+            record = {"context_id": domain.context_id(context), "text": text}
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")

@@ -1,0 +1,192 @@
+"""The two halves of every evaluation of self-edits, for training rounds and held-out τ alike:
+the teacher writes M edits per context, and students apply them and are graded.
+
+Both halves journal before anything acts on their results and read the journal back first, so a
+restarted run samples no edit twice (recorded edits are never re-sampled) and runs no job twice.
+Sampling is seeded per (round, context) and each job per (round, context, edit, repeat): what a
+restart recomputes is what the interrupted run would have computed.
+
+Journal keys: an edit is `{phase}/r{round}/{context}/e{i}`, its jobs `{edit}/s{repeat}`, and a
+context's baseline `baseline/{student base}/{context}` — once per context and student base, so in
+teacher–student mode (fixed student) each context's baseline is computed once per run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from statistics import mean
+from typing import TYPE_CHECKING, Any, Literal
+
+from orchestrator.config import SamplingConfig
+from orchestrator.domains.base import Domain, ParsedEdit, ParseFailure
+from orchestrator.seeds import derive_seed
+from orchestrator.selection import Scored
+from student.messages import StudentJob, StudentReport, TrainingExample, TrainSpec, to_dict
+from teacher.base import Sampling, Teacher, TeacherPrompt
+
+if TYPE_CHECKING:
+    from orchestrator.session import Session
+
+Phase = Literal["train", "eval"]
+PHASE_NAMES = {"train": "E-step", "eval": "held-out"}
+
+
+@dataclass(frozen=True)
+class Edit:
+    context: Any
+    context_id: str
+    index: int
+    key: str
+    text: str
+    parsed: ParsedEdit | None  # None: the domain could not use it (reward 0)
+
+
+def sample_edits(s: Session, phase: Phase, round_: int, contexts: Sequence[Any], m: int) -> list[Edit]:
+    """M self-edits per context, read back from the journal or sampled and journaled."""
+    edits = []
+    description = f"round {round_} · {PHASE_NAMES[phase]} · teacher"
+    with s.phases.phase(description, len(contexts), "contexts") as done:
+        for context in contexts:
+            cid = s.domain.context_id(context)
+            keys = [f"{phase}/r{round_}/{cid}/e{i}" for i in range(m)]
+            records = [s.journal.get("edit", key) for key in keys]
+            if None in records:
+                seed = derive_seed(s.seed, "teacher", phase, round_, cid)
+                records = _propose(s, context, keys, seed, {"phase": phase, "round": round_})
+            edits += [_edit(s.domain, context, cid, r, s.cfg.student.train) for r in records]
+            done(1)
+    return edits
+
+
+def _propose(
+    s: Session, context: Any, keys: list[str], seed: int, place: dict[str, Any]
+) -> list[dict[str, Any]]:
+    prompt = s.domain.teacher_prompt(context)
+    sp = s.cfg.teacher.sampling
+    sampling = Sampling(
+        n=len(keys), temperature=sp.temperature, top_p=sp.top_p, max_tokens=sp.max_tokens, seed=seed
+    )
+    proposals = s.teacher.propose([prompt], sampling)[0]
+    records = []
+    for i, (key, proposal) in enumerate(zip(keys, proposals, strict=True)):
+        parsed = parse(s.domain, context, proposal.text, s.cfg.student.train)
+        records.append(("edit", key, {
+            **place, "context_id": s.domain.context_id(context), "edit": i,
+            "prompt_hash": prompt_hash(prompt), "text": proposal.text, "tokens": proposal.tokens,
+            "finish_reason": proposal.finish_reason,
+            "parse_error": parsed if isinstance(parsed, str) else None,
+        }))
+    return s.journal.append_many(records)
+
+
+def _edit(domain: Domain[Any], context: Any, cid: str, record: dict[str, Any], train: TrainSpec) -> Edit:
+    parsed = parse(domain, context, record["text"], train)
+    usable = None if isinstance(parsed, str) else parsed
+    return Edit(context, cid, record["edit"], record["key"], record["text"], usable)
+
+
+def one_edit_each(
+    teacher: Teacher, domain: Domain[Any], contexts: Sequence[Any], sp: SamplingConfig, seed: int,
+    purpose: str,
+) -> list[str]:
+    """One self-edit per context, seeded per (purpose, context): for tables and distillation, which
+    sample once and keep no journal."""
+    edits = []
+    for context in contexts:
+        sampling = Sampling(
+            n=1, temperature=sp.temperature, top_p=sp.top_p, max_tokens=sp.max_tokens,
+            seed=derive_seed(seed, purpose, domain.context_id(context)),
+        )
+        edits.append(teacher.propose([domain.teacher_prompt(context)], sampling)[0][0].text)
+    return edits
+
+
+def parse(domain: Domain[Any], context: Any, text: str, train: TrainSpec) -> ParsedEdit | str:
+    """The parsed edit, or the reason it is unusable."""
+    try:
+        return domain.parse_edit(context, text, train)
+    except ParseFailure as e:
+        return str(e) or "unusable self-edit"
+
+
+def prompt_hash(prompt: TeacherPrompt) -> str:
+    return hashlib.sha256(json.dumps(prompt).encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------------------------------------
+
+
+def apply_edits(s: Session, phase: Phase, round_: int, edits: Sequence[Edit], repeats: int) -> list[Scored]:
+    """Each usable edit applied `repeats` times (a fresh seeded LoRA each), plus each context's
+    baseline; an edit's reward is its mean τ over the repeats."""
+    base = s.student_base()
+    jobs: dict[str, tuple[StudentJob, Any]] = {}
+    for e in edits:
+        baseline = baseline_key(base, e.context_id)
+        jobs.setdefault(baseline, (_job(s, baseline, e.context, None), e.context))
+        for r in range(repeats if e.parsed else 0):
+            job_id = f"{e.key}/s{r}"
+            seed = derive_seed(s.seed, "student", job_id)
+            jobs[job_id] = (_job(s, job_id, e.context, e.parsed, seed), e.context)
+    pending = [(job, ctx) for job_id, (job, ctx) in jobs.items() if s.journal.get("report", job_id) is None]
+    _run(s, pending, f"round {round_} · {PHASE_NAMES[phase]} · students")
+    score = {job_id: s.journal.get("report", job_id)["score"] for job_id in jobs}  # type: ignore[index]
+    scored = [
+        Scored(
+            e.context_id, e.index, mean(score[f"{e.key}/s{r}"] for r in range(repeats)) if e.parsed else 0.0,
+            score[baseline_key(base, e.context_id)], e.parsed is not None,
+        )
+        for e in edits
+    ]
+    s.journal.append_many([
+        ("reward", e.key, {"phase": phase, "round": round_, "reward": x.reward, "baseline": x.baseline,
+                           "parsed": x.parsed})
+        for e, x in zip(edits, scored, strict=True) if s.journal.get("reward", e.key) is None
+    ])
+    return scored
+
+
+def _job(s: Session, job_id: str, context: Any, parsed: ParsedEdit | None, seed: int = 0) -> StudentJob:
+    """A student job; without a parsed edit, the context's baseline (no training, so no seed)."""
+    return StudentJob(
+        job_id=job_id, seed=seed, examples=parsed.examples if parsed else (), probes=s.domain.probes(context),
+        lora=s.cfg.student.lora, train=parsed.train if parsed else s.cfg.student.train,
+        base_adapter=s.student_base(),
+    )
+
+
+def baseline_key(base: str | None, context_id: str) -> str:
+    """adapters/round-k/teacher → round-k; the fixed student (or the untrained teacher) → base."""
+    return f"baseline/{Path(base).parent.name if base else 'base'}/{context_id}"
+
+
+def _run(s: Session, pending: list[tuple[StudentJob, Any]], description: str) -> None:
+    if not pending:
+        return
+    context_of = {job.job_id: ctx for job, ctx in pending}
+    with s.phases.phase(description, len(pending), "jobs") as done:
+        for report in s.pool.run([job for job, _ in pending]):
+            score = grade(s.domain, context_of[report.job_id], report)
+            s.journal.append("report", report.job_id, score=score, report=to_dict(report))
+            done(1)
+
+
+def grade(domain: Domain[Any], context: Any, report: StudentReport) -> float:
+    """τ of one job; a job that failed (twice, in pools that retry) scores 0 (DESIGN §2)."""
+    return domain.score(context, report) if report.ok else 0.0
+
+
+def teacher_example(prompt: TeacherPrompt, edit: str) -> TrainingExample:
+    """(teacher prompt → kept edit) as an M-step example: a chat prompt becomes its system and user
+    turns, so the student's chat rendering reproduces exactly what the teacher was shown."""
+    if isinstance(prompt, str):
+        return TrainingExample(prompt=prompt, completion=edit)
+    roles = [m["role"] for m in prompt]
+    if roles not in (["user"], ["system", "user"]):
+        raise ValueError(f"an M-step example needs a [system,] user prompt, got roles {roles}")
+    system = prompt[0]["content"] if roles[0] == "system" else None
+    return TrainingExample(prompt=prompt[-1]["content"], completion=edit, system=system)

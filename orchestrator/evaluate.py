@@ -1,0 +1,246 @@
+"""The paper's knowledge table (single-passage setting): per passage, τ of the unadapted student, of
+the student trained on the passage alone, and of the student trained on the passage plus a self-edit;
+per row, the mean over passages with a 95% bootstrap interval. `seal eval-edits` and the results
+benchmark build their tables here, so every table is computed the same way.
+
+The flow is plan → run → summarise: `plan` turns rows × passages into cells (a StudentJob each, or the
+reason a self-edit was unusable), anything that runs jobs (one Student, a pool) feeds its reports to
+`collect`, and `summarise` grades the cells. Unusable edits and failed jobs count as τ = 0, as rewards do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from orchestrator.domains.base import ParsedEdit, ParseFailure
+from orchestrator.domains.knowledge import KnowledgeDomain, Metric, Passage, fact_example, tau
+from orchestrator.errors import DataError
+from student.messages import LoRASpec, StudentJob, StudentReport, TrainSpec, to_dict
+
+METRICS: tuple[Metric, ...] = ("exact_match", "f1", "contains")
+Training = Literal["none", "passage", "edits"]
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the table: what each passage's student trains on. With `train="edits"`, `edits`
+    holds one self-edit per passage, in passage order."""
+
+    name: str
+    train: Training
+    edits: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One passage under one row: its student job, or why its self-edit was unusable."""
+
+    row: str
+    passage: int
+    context_id: str
+    job: StudentJob | None
+    parse_error: str | None = None
+
+
+@dataclass(frozen=True)
+class Estimate:
+    mean: float
+    low: float  # 95% bootstrap interval over passages
+    high: float
+
+
+@dataclass(frozen=True)
+class RowSummary:
+    name: str
+    passages: int
+    failed: int  # unusable self-edits and failed jobs, scored 0
+    scores: dict[str, Estimate]
+
+
+def paper_rows(passages: Sequence[Passage], edit_index: int, source: str) -> tuple[Row, ...]:
+    """No adaptation, passage only, and passage + each passage's `edit_index`-th existing self-edit."""
+    return (
+        Row("no adaptation", "none"),
+        Row("passage only", "passage"),
+        Row("passage + edits", "edits", edits_at(passages, edit_index, source)),
+    )
+
+
+def edits_at(passages: Sequence[Passage], index: int, source: str) -> tuple[str, ...]:
+    for i, passage in enumerate(passages):
+        if index >= len(passage.completions):
+            raise DataError(
+                f"{source}: record {i} has no self-edit number {index} in field 'completions' "
+                f"(it has {len(passage.completions)})"
+            )
+    return tuple(passage.completions[index] for passage in passages)
+
+
+def plan(
+    domain: KnowledgeDomain,
+    passages: Sequence[Passage],
+    rows: Sequence[Row],
+    *,
+    seed: int,
+    lora: LoRASpec,
+    train: TrainSpec,
+) -> list[Cell]:
+    """Every passage under every row. A passage's jobs share one seed (the same fresh LoRA), so its rows
+    differ only in what they train on."""
+    return [
+        _cell(domain, row, i, passage, seed + i, lora, train)
+        for row in rows
+        for i, passage in enumerate(passages)
+    ]
+
+
+def _cell(
+    domain: KnowledgeDomain, row: Row, i: int, passage: Passage, seed: int, lora: LoRASpec, train: TrainSpec
+) -> Cell:
+    cid = domain.context_id(passage)
+    try:
+        parsed = _training(domain, row, i, passage, train)
+    except ParseFailure as e:
+        return Cell(row.name, i, cid, job=None, parse_error=str(e))
+    probes = domain.probes(passage)
+    job = StudentJob(f"{row.name}/{i}/{cid}", seed, parsed.examples, probes, lora, parsed.train)
+    return Cell(row.name, i, cid, job)
+
+
+def _training(domain: KnowledgeDomain, row: Row, i: int, passage: Passage, train: TrainSpec) -> ParsedEdit:
+    if row.train == "none":
+        return ParsedEdit(examples=(), train=train)
+    if row.train == "passage":
+        return ParsedEdit(examples=(fact_example(passage, passage.context),), train=train)
+    return domain.parse_edit(passage, row.edits[i], train)
+
+
+def jobs(cells: Iterable[Cell]) -> list[StudentJob]:
+    return [cell.job for cell in cells if cell.job is not None]
+
+
+class _SecondsPerJob(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        if not task.completed or task.elapsed is None:
+            return Text("–.– s/job")
+        return Text(f"{task.elapsed / task.completed:.1f} s/job")
+
+
+def collect(reports: Iterable[StudentReport], total: int, console: Console) -> dict[str, StudentReport]:
+    """Drain `reports` (a Student loop, or a pool's stream) under a progress bar; reports by job id."""
+    done: dict[str, StudentReport] = {}
+    columns = (
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        _SecondsPerJob(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("student jobs", total=total)
+        for report in reports:
+            done[report.job_id] = report
+            progress.advance(task)
+    return done
+
+
+def cell_tau(cell: Cell, reports: Mapping[str, StudentReport], metric: Metric) -> float:
+    return 0.0 if cell.job is None else tau(reports[cell.job.job_id], metric)
+
+
+def summarise(
+    cells: Sequence[Cell],
+    reports: Mapping[str, StudentReport],
+    metrics: Sequence[Metric] = METRICS,
+    *,
+    seed: int = 0,
+) -> list[RowSummary]:
+    """One summary per row, in the order rows first appear in `cells`."""
+    by_row: dict[str, list[Cell]] = {}
+    for cell in cells:
+        by_row.setdefault(cell.row, []).append(cell)
+    return [
+        RowSummary(
+            name=name,
+            passages=len(row_cells),
+            failed=sum(cell.job is None or not reports[cell.job.job_id].ok for cell in row_cells),
+            scores={m: estimate([cell_tau(c, reports, m) for c in row_cells], seed=seed) for m in metrics},
+        )
+        for name, row_cells in by_row.items()
+    ]
+
+
+def estimate(values: Sequence[float], *, seed: int = 0) -> Estimate:
+    low, high = bootstrap_ci(values, seed=seed)
+    return Estimate(float(np.mean(values)), low, high)
+
+
+def bootstrap_ci(
+    values: Sequence[float], *, confidence: float = 0.95, resamples: int = 10_000, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean: resample the passages with replacement."""
+    if not values:
+        raise ValueError("bootstrap_ci needs at least one value")
+    x = np.asarray(values, dtype=float)
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, x.size, size=(resamples, x.size))].mean(axis=1)
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(means, [tail, 1 - tail])
+    return float(low), float(high)
+
+
+_METRIC_LABELS = {"exact_match": "exact match", "f1": "token F1", "contains": "contains gold"}
+
+
+def render(summaries: Sequence[RowSummary], title: str) -> Table:
+    """Mean τ in percent with its 95% interval, one column per metric, as the paper reports accuracy."""
+    metrics = list(summaries[0].scores) if summaries else []
+    table = Table(title=title, caption="mean τ over passages, % (95% bootstrap CI)")
+    table.add_column("row", no_wrap=True)
+    table.add_column("failed", justify="right")
+    for metric in metrics:
+        table.add_column(_METRIC_LABELS.get(metric, metric), justify="right", no_wrap=True)
+    for s in summaries:
+        cells = (f"{100 * e.mean:.1f} ({100 * e.low:.0f}–{100 * e.high:.0f})" for e in s.scores.values())
+        table.add_row(s.name, str(s.failed), *cells)
+    return table
+
+
+def results(
+    cells: Sequence[Cell], reports: Mapping[str, StudentReport], summaries: Sequence[RowSummary], **meta: Any
+) -> dict[str, Any]:
+    """Everything needed to check the table: settings, rows, and every cell's τ, answers and timings."""
+    return {
+        **meta,
+        "rows": [dataclasses.asdict(s) for s in summaries],
+        "cells": [
+            {
+                "row": cell.row,
+                "passage": cell.passage,
+                "context_id": cell.context_id,
+                "parse_error": cell.parse_error,
+                "tau": {m: cell_tau(cell, reports, m) for m in METRICS},
+                "report": None if cell.job is None else to_dict(reports[cell.job.job_id]),
+            }
+            for cell in cells
+        ],
+    }

@@ -1,0 +1,120 @@
+"""Run directories and the append-only journal that makes a run resumable (DESIGN §5).
+
+`runs/<name>/` holds `config.toml` (resolved, with versions), `journal.jsonl`, `adapters/round-<k>/`,
+`metrics.jsonl` and plots. Every result is appended to the journal, as one JSON line written with a
+single `write` and `fsync`ed, before the loop acts on it; a restarted run reads the journal back and
+computes only what is missing. Records carry a `type` and a `key` that is unique per type (an edit's
+place, a job id, a round), so read-back is a dictionary lookup.
+
+A run directory is never overwritten: an existing one is an error unless the caller resumes it.
+A SIGKILL can leave a torn last line; it is cut off on open (it was never acted on).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+CONFIG = "config.toml"
+JOURNAL = "journal.jsonl"
+METRICS = "metrics.jsonl"
+
+
+class RunDirError(Exception):
+    """A run directory that cannot be used as asked; one line naming it and what to do."""
+
+
+def create_run_dir(path: Path, config_text: str) -> Path:
+    """A new run directory holding the resolved config; never an existing one."""
+    if path.exists():
+        raise RunDirError(
+            f"run directory {path} exists: pass --resume to continue it, or --name NEW for a new run"
+        )
+    path.mkdir(parents=True)
+    (path / CONFIG).write_text(config_text)
+    return path
+
+
+def adapter_dir(run_dir: Path, round_: int) -> Path:
+    return run_dir / "adapters" / f"round-{round_}" / "teacher"
+
+
+class Journal:
+    """Append-only JSONL with an index on (type, key); the last record of a (type, key) wins."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.records: list[dict[str, Any]] = _read_repaired(path)
+        self._index = {(r["type"], r["key"]): r for r in self.records}
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def get(self, type_: str, key: str) -> dict[str, Any] | None:
+        return self._index.get((type_, key))
+
+    def of_type(self, type_: str) -> Iterator[dict[str, Any]]:
+        return (r for r in self.records if r["type"] == type_)
+
+    def append(self, type_: str, key: str, **fields: Any) -> dict[str, Any]:
+        return self.append_many([(type_, key, fields)])[0]
+
+    def append_many(self, items: list[tuple[str, str, dict[str, Any]]]) -> list[dict[str, Any]]:
+        """All or nothing: one write of all lines, then fsync."""
+        if not items:
+            return []
+        now = time.time()
+        records = [{"type": t, "key": k, "time": now, **fields} for t, k, fields in items]
+        data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode()
+        if os.write(self._fd, data) != len(data):
+            raise OSError(f"short write to {self.path}")
+        os.fsync(self._fd)
+        self.records += records
+        self._index.update({(r["type"], r["key"]): r for r in records})
+        return records
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_journal(path: Path) -> list[dict[str, Any]]:
+    """The records of a journal, read-only (a torn last line is skipped, not repaired)."""
+    if not path.exists():
+        raise RunDirError(f"{path} not found: is {path.parent} a seal run directory?")
+    return _parse(path.read_bytes(), path)
+
+
+def _read_repaired(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    whole = data[: data.rfind(b"\n") + 1]
+    if len(whole) < len(data):
+        os.truncate(path, len(whole))
+    return _parse(whole, path)
+
+
+def _parse(data: bytes, path: Path) -> list[dict[str, Any]]:
+    lines = data.split(b"\n")
+    if not data.endswith(b"\n"):
+        lines = lines[:-1]  # torn tail
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            raise RunDirError(f"{path}: line {number} is not JSON; the journal is damaged") from None
+        if not isinstance(record, dict) or "type" not in record or "key" not in record:
+            raise RunDirError(f"{path}: line {number} is not a journal record")
+        records.append(record)
+    return records

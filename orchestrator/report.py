@@ -1,0 +1,189 @@
+"""`seal report`: what a run did, read from its journal alone (a run still going can be reported too).
+
+Per round: the E-step's mean reward against the baseline, the share of edits that improved on it and
+that did not parse, how many edits were kept, the M-step's last loss, and held-out τ before (round 0)
+and after each round. Per held-out context (ARC: per task, 1 = solved): τ by round. Plots go to
+`<run>/plots/` as PNG.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from statistics import mean
+from typing import Any
+
+from rich.table import Table
+
+from orchestrator.journal import JOURNAL, read_journal
+
+
+@dataclass(frozen=True)
+class RoundRow:
+    round: int
+    reward: float | None = None  # E-step mean reward (none for round 0)
+    baseline: float | None = None
+    improved: float | None = None
+    parse_failures: float | None = None
+    kept: int | None = None
+    mstep_loss: float | None = None
+    tau: float | None = None  # held-out τ after this round
+    baseline_tau: float | None = None
+
+
+def round_rows(records: Sequence[dict[str, Any]]) -> list[RoundRow]:
+    by_type: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        by_type.setdefault(r["type"], []).append(r)
+    evaluations = {r["round"]: r for r in by_type.get("evaluation", [])}
+    selections = {r["round"]: r for r in by_type.get("selection", [])}
+    msteps = {r["round"]: r for r in by_type.get("mstep_end", [])}
+    rewards: dict[int, list[dict[str, Any]]] = {}
+    for r in by_type.get("reward", []):
+        if r["phase"] == "train":
+            rewards.setdefault(r["round"], []).append(r)
+    rounds = sorted(evaluations.keys() | selections.keys() | rewards.keys())
+    return [_row(k, rewards.get(k, []), selections.get(k), msteps.get(k), evaluations.get(k)) for k in rounds]
+
+
+def _row(
+    k: int, rewards: list[dict[str, Any]], selection: dict[str, Any] | None, mstep: dict[str, Any] | None,
+    evaluation: dict[str, Any] | None,
+) -> RoundRow:
+    losses = (mstep or {}).get("report", {}).get("epoch_losses") or [None]
+    return RoundRow(
+        round=k,
+        reward=mean(r["reward"] for r in rewards) if rewards else None,
+        baseline=mean(r["baseline"] for r in rewards) if rewards else None,
+        improved=mean(r["reward"] > r["baseline"] for r in rewards) if rewards else None,
+        parse_failures=mean(not r["parsed"] for r in rewards) if rewards else None,
+        kept=len(selection["kept"]) if selection else None,
+        mstep_loss=losses[-1],
+        tau=evaluation["tau"] if evaluation else None,
+        baseline_tau=evaluation["baseline_tau"] if evaluation else None,
+    )
+
+
+def per_context(records: Sequence[dict[str, Any]]) -> dict[str, dict[int, float]]:
+    """Held-out context → round → τ."""
+    out: dict[str, dict[int, float]] = {}
+    for r in records:
+        if r["type"] == "evaluation":
+            for cid, tau in r["per_context"].items():
+                out.setdefault(cid, {})[r["round"]] = tau
+    return out
+
+
+# --- rendering -------------------------------------------------------------------------------------------
+
+
+def _fmt(value: float | int | None, spec: str = ".3f") -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def rounds_table(rows: Sequence[RoundRow], title: str) -> Table:
+    table = Table(title=title)
+    # E-step: mean reward and baseline, share improving, share unparsed, kept; M-step loss; held-out τ.
+    for name in ("round", "reward", "base", "better", "unparsed", "kept", "loss", "τ", "τ base"):
+        table.add_column(name, justify="right")
+    for r in rows:
+        table.add_row(
+            str(r.round), _fmt(r.reward), _fmt(r.baseline), _fmt(r.improved, ".0%"),
+            _fmt(r.parse_failures, ".0%"), _fmt(r.kept, "d"), _fmt(r.mstep_loss), _fmt(r.tau),
+            _fmt(r.baseline_tau),
+        )
+    return table
+
+
+def contexts_table(taus: dict[str, dict[int, float]], title: str) -> Table:
+    rounds = sorted({k for by_round in taus.values() for k in by_round})
+    table = Table(title=title)
+    table.add_column("context")
+    for k in rounds:
+        table.add_column(f"τ r{k}", justify="right")
+    for cid, by_round in taus.items():
+        table.add_row(cid, *(_fmt(by_round.get(k)) for k in rounds))
+    return table
+
+
+def _figure(columns: int, size: tuple[float, float]) -> tuple[Any, Any]:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, never a window
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(1, columns, figsize=size)
+
+
+def _save(fig: Any, axes: Sequence[Any], out: Path) -> Path:
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in axes:
+        ax.set(xlabel="round (0 = before training)", ylim=(-0.03, 1.03))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend()
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def plot_rounds(rows: Sequence[RoundRow], out: Path) -> Path:
+    fig, axes = _figure(3, (13, 3.6))
+    trained = [r for r in rows if r.reward is not None]
+    evaluated = [r for r in rows if r.tau is not None]
+    _line(axes[0], trained, "reward", "E-step reward")
+    _line(axes[0], trained, "baseline", "baseline")
+    _line(axes[1], evaluated, "tau", "held-out τ")
+    _line(axes[1], evaluated, "baseline_tau", "baseline τ")
+    _line(axes[2], trained, "parse_failures", "parse failures")
+    titles = ("reward per round", "held-out τ per round", "share of parse failures")
+    for ax, title in zip(axes, titles, strict=True):
+        ax.set_title(title)
+    return _save(fig, axes, out)
+
+
+def _line(ax: Any, rows: Sequence[RoundRow], field: str, label: str) -> None:
+    ax.plot([r.round for r in rows], [getattr(r, field) for r in rows], marker="o", label=label)
+
+
+def modes_table(rows: dict[str, list[RoundRow]], title: str) -> Table:
+    table = Table(title=title)
+    table.add_column("round", justify="right")
+    for mode in rows:
+        table.add_column(f"{mode} τ", justify="right")
+        table.add_column("baseline", justify="right")
+        table.add_column("reward", justify="right")
+    by_round = {mode: {r.round: r for r in mode_rows} for mode, mode_rows in rows.items()}
+    for k in sorted({r.round for mode_rows in rows.values() for r in mode_rows}):
+        cells = []
+        for mode in rows:
+            r = by_round[mode].get(k, RoundRow(k))
+            cells += [_fmt(r.tau), _fmt(r.baseline_tau), _fmt(r.reward)]
+        table.add_row(str(k), *cells)
+    return table
+
+
+def plot_modes(rows: dict[str, list[RoundRow]], out: Path) -> Path:
+    fig, ax = _figure(1, (6, 4))
+    for mode, mode_rows in rows.items():
+        done = [r for r in mode_rows if r.tau is not None]
+        ax.plot([r.round for r in done], [r.tau for r in done], marker="o", label=f"{mode}: held-out τ")
+        baselines = [r.baseline_tau for r in done]
+        ax.plot([r.round for r in done], baselines, linestyle=":", label=f"{mode}: baseline")
+    ax.set(title="held-out τ per round", ylabel="τ")
+    return _save(fig, [ax], out)
+
+
+def report(run_dir: Path, per_context_rows: int = 20) -> tuple[list[Table], Path]:
+    """The tables to print and the plot written; per-context τ when there are few enough contexts."""
+    records = read_journal(run_dir / JOURNAL)
+    rows = round_rows(records)
+    tables = [rounds_table(rows, f"{run_dir}: E-step reward, M-step loss, held-out τ")]
+    taus = per_context(records)
+    if 0 < len(taus) <= per_context_rows:
+        tables.append(contexts_table(taus, "held-out τ per context (ARC: 1 = task solved)"))
+    return tables, plot_rounds(rows, run_dir / "plots" / "rounds.png")

@@ -1,0 +1,205 @@
+"""Everything one run needs, built from a config in an order that writes nothing until the inputs check out.
+
+`check_inputs` builds the domain, loads and splits the contexts and resolves the models: any mistake
+there is a one-line `ConfigError` (or the domain's `DataError`, or a `ModelError`) and the run directory
+is not touched. Only then does `open_session` create or resume the run directory, start the teacher
+and the student pool. The session is what loop.py passes around; it holds no algorithm.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from orchestrator.config import ConfigError, SealConfig, config_toml, diff, package_versions, read_run_config
+from orchestrator.domains import DomainOptionError, load_contexts, make_domain
+from orchestrator.domains.base import Domain
+from orchestrator.errors import DataError
+from orchestrator.journal import CONFIG, JOURNAL, Journal, RunDirError, create_run_dir
+from orchestrator.metrics import MetricsSink, make_tracker
+from orchestrator.models import resolve_model
+from orchestrator.progress import Phases
+from orchestrator.seeds import round_slice, shuffled
+from orchestrator.selection import Rule
+from student.pool import Pool
+from teacher.base import Teacher
+
+# Keys a resumed run may change: how long it runs and where its jobs run, not what it computes.
+RESUMABLE = ("run.rounds", "pool.", "metrics.", "teacher.url", "teacher.api_key_env")
+
+
+class RunError(Exception):
+    """A step that failed for a reason other than the user's input (a failed M-step); the journal
+    keeps what was done, so `--resume` retries from there."""
+
+
+@dataclass(frozen=True)
+class Inputs:
+    domain: Domain[Any]
+    train: list[Any]  # the training pool, held-out contexts removed
+    eval: list[Any]  # the held-out contexts, n_eval of them
+    teacher_model: str  # resolved path or Hub id
+    student_model: str
+
+
+@dataclass
+class Session:
+    cfg: SealConfig
+    inputs: Inputs
+    run_dir: Path
+    journal: Journal
+    teacher: Teacher
+    pool: Pool
+    phases: Phases
+    metrics: MetricsSink
+    console: Console
+    adapter: str | None = None  # the teacher adapter the teacher now generates with
+    _trainer: Pool | None = field(default=None, repr=False)
+
+    @property
+    def domain(self) -> Domain[Any]:
+        return self.inputs.domain
+
+    @property
+    def seed(self) -> int:
+        return self.cfg.run.seed
+
+    @property
+    def selection(self) -> Rule:
+        rule = self.cfg.restem.selection
+        return getattr(self.domain, "default_selection", "best_of_m") if rule == "domain" else rule
+
+    def train_contexts(self, round_: int) -> list[Any]:
+        """Round k's N contexts; consecutive rounds get disjoint ones while the data lasts."""
+        return round_slice(self.inputs.train, self.cfg.data.n_train, round_)
+
+    def student_base(self) -> str | None:
+        """single-model: students adapt the current teacher; teacher-student: the fixed student."""
+        return self.adapter if self.cfg.run.mode == "single-model" else None
+
+    def use_adapter(self, adapter: str | None) -> None:
+        if adapter != self.adapter:
+            self.teacher.use_adapter(adapter)
+            self.adapter = adapter
+
+    def trainer(self) -> Pool:
+        """The pool that runs the teacher's M-step: the student pool when it holds the teacher's weights,
+        else a one-worker pool of the teacher model (teacher-student mode with two models)."""
+        if self.inputs.student_model == self.inputs.teacher_model:
+            return self.pool
+        if self._trainer is None:
+            self._trainer = build_pool(self.cfg, self.inputs.teacher_model, None, workers=1)
+        return self._trainer
+
+    def close(self) -> None:
+        for closeable in (self._trainer, self.pool, self.teacher, self.metrics, self.journal):
+            if closeable is not None:
+                closeable.close()
+
+
+# ---------------------------------------------------------------------------------------------------------
+
+
+def check_inputs(cfg: SealConfig) -> Inputs:
+    data = cfg.data
+    try:
+        domain = make_domain(data.domain, data.options)
+    except DomainOptionError as e:
+        raise ConfigError(f"data.options: {e}") from None
+    held_out = _contexts(cfg, "eval", data.eval_path)
+    if data.n_eval > len(held_out):
+        raise ConfigError(f"data.n_eval = {data.n_eval} but the held-out data has {len(held_out)} contexts")
+    held_out = shuffled(held_out, cfg.run.seed, "eval contexts")[: data.n_eval]
+    eval_ids = {domain.context_id(c) for c in held_out}
+    train = [c for c in _contexts(cfg, "train", data.train_path) if domain.context_id(c) not in eval_ids]
+    if data.n_train > len(train):
+        raise ConfigError(
+            f"data.n_train = {data.n_train} but the training data has {len(train)} contexts "
+            f"(after removing the {len(eval_ids)} held-out ones)"
+        )
+    return Inputs(
+        domain=domain, train=shuffled(train, cfg.run.seed, "train contexts"), eval=held_out,
+        teacher_model=resolve_model(cfg.teacher.model), student_model=resolve_model(cfg.student_model),
+    )
+
+
+def _contexts(cfg: SealConfig, split: str, source: str | None) -> Sequence[Any]:
+    try:
+        return load_contexts(cfg.data.domain, source, split)  # type: ignore[arg-type]
+    except DataError as e:
+        raise ConfigError(f"data.{split}_path: {e}") from None
+
+
+def prepare_run_dir(cfg: SealConfig, resume: bool) -> Path:
+    """Create the run directory, or check that the one being resumed ran this config."""
+    run_dir = cfg.run_dir
+    if not (resume and run_dir.exists()):
+        return create_run_dir(run_dir, config_toml(cfg, package_versions()))
+    if not (run_dir / CONFIG).exists():
+        raise RunDirError(f"{run_dir} has no {CONFIG}: it is not a seal run directory; use a new --name")
+    changed = diff(read_run_config(run_dir / CONFIG), cfg)
+    fixed = [k for k in changed if not k.startswith(RESUMABLE)]
+    if fixed:
+        raise RunDirError(
+            f"--resume: this config differs from {run_dir / CONFIG} in {', '.join(fixed)}; "
+            "resume with the same settings, or start a new run with --name NEW"
+        )
+    if changed:  # more rounds, another pool: record what the run goes on with
+        (run_dir / CONFIG).write_text(config_toml(cfg, package_versions()))
+    return run_dir
+
+
+def open_session(cfg: SealConfig, resume: bool, console: Console) -> Session:
+    inputs = check_inputs(cfg)
+    api_key = teacher_api_key(cfg)
+    run_dir = prepare_run_dir(cfg, resume)
+    journal = Journal(run_dir / JOURNAL)
+    journal.append("session", str(sum(1 for _ in journal.of_type("session"))), argv=sys.argv, pid=os.getpid())
+    metrics = MetricsSink(run_dir, make_tracker(cfg, run_dir, lambda m: console.print(f"warning: {m}")))
+    with console.status(f"starting the teacher ({cfg.teacher.backend}: {cfg.teacher.model})"):
+        teacher = build_teacher(cfg, inputs.teacher_model, run_dir, api_key)
+    with console.status(f"starting the student pool ({cfg.pool.kind}, {cfg.pool.workers} worker(s))"):
+        pool = build_pool(cfg, inputs.student_model, teacher)
+    return Session(cfg, inputs, run_dir, journal, teacher, pool, Phases(console), metrics, console)
+
+
+def teacher_api_key(cfg: SealConfig) -> str | None:
+    env = cfg.teacher.api_key_env
+    if env and env not in os.environ:
+        raise ConfigError(f"teacher.api_key_env: environment variable {env} is not set")
+    return os.environ[env] if env else None
+
+
+def build_teacher(cfg: SealConfig, model: str, run_dir: Path, api_key: str | None) -> Teacher:
+    t = cfg.teacher
+    if t.backend == "hf":
+        from teacher.hf import HFTeacher
+
+        return HFTeacher(model)
+    from teacher.vllm_server import VLLMTeacher
+
+    if t.backend == "url":
+        return VLLMTeacher.attach(t.url or "", api_key or "EMPTY")
+    from teacher.vllm_process import ServerOptions
+
+    options = ServerOptions(max_lora_rank=t.max_lora_rank, max_model_len=t.max_model_len)
+    return VLLMTeacher.launch(model, run_dir, options, adapter_sync=t.adapter_sync)
+
+
+def build_pool(cfg: SealConfig, model: str, teacher: Teacher | None, workers: int | None = None) -> Pool:
+    p = cfg.pool
+    if p.kind == "inline" and teacher is not None:
+        from student.pools.inline import InlinePool
+
+        return InlinePool(teacher)
+    from student.pool import make_pool
+
+    kind = "inprocess" if p.kind == "inline" else p.kind
+    workers = workers or p.workers
+    return make_pool(kind, model, workers=workers, ray_address=p.ray_address, job_timeout=p.job_timeout)

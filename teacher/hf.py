@@ -1,0 +1,104 @@
+"""The in-process teacher: transformers `generate` + peft, for machines without vLLM and for fast tests.
+
+The base model is loaded once. An adapter is merged into the weights (merged decoding is the fastest
+on CPU, shared/research/feasibility.md 3h) after the weights it touches are copied aside; returning
+to the base copies them back, so base outputs are bit-identical before and after an adapter.
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from teacher.adapters import check_adapter
+from teacher.base import Proposal, Sampling, TeacherPrompt
+
+
+class HFTeacher:
+    def __init__(
+        self, model: str, *, device: str | None = None, dtype: torch.dtype = torch.bfloat16,
+        max_batch_sequences: int = 64, threads: int | None = None,
+    ) -> None:
+        if threads:
+            torch.set_num_threads(threads)
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.tokenizer = AutoTokenizer.from_pretrained(model, padding_side="left")
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model = AutoModelForCausalLM.from_pretrained(model, dtype=dtype).to(self.device).eval()
+        self.max_batch_sequences = max_batch_sequences
+        self.adapter: str | None = None
+        self._saved: list[tuple[torch.Tensor, torch.Tensor]] = []  # (live weight, base copy) under an adapter
+        eos = self.model.generation_config.eos_token_id
+        self._end_ids = {self.tokenizer.pad_token_id, *(eos if isinstance(eos, list) else [eos])}
+
+    def propose(self, prompts: list[TeacherPrompt], sampling: Sampling) -> list[list[Proposal]]:
+        """Batches of up to `max_batch_sequences` sequences; seeded once per call, so the same prompts
+        with the same sampling give the same proposals."""
+        if sampling.seed is not None:
+            torch.manual_seed(sampling.seed)
+        per_batch = max(1, self.max_batch_sequences // sampling.n)
+        proposals: list[list[Proposal]] = []
+        for start in range(0, len(prompts), per_batch):
+            proposals += self._generate(prompts[start : start + per_batch], sampling)
+        return proposals
+
+    def use_adapter(self, adapter_dir: str | None) -> None:
+        from peft import PeftModel
+        from peft.tuners.lora import LoraLayer
+
+        self._restore_base()
+        path = check_adapter(adapter_dir) if adapter_dir else None
+        if path:
+            peft_model = PeftModel.from_pretrained(self.model, path)
+            layers = [m.get_base_layer() for m in peft_model.modules() if isinstance(m, LoraLayer)]
+            self._saved = [(p, p.detach().clone()) for layer in layers for p in layer.parameters()]
+            self.model = peft_model.merge_and_unload()  # merges in place into the weights saved above
+        self.adapter = path
+
+    def close(self) -> None:
+        del self.model
+
+    def _restore_base(self) -> None:
+        with torch.no_grad():
+            for live, base in self._saved:
+                live.copy_(base)
+        self._saved = []
+
+    @torch.inference_mode()
+    def _generate(self, prompts: list[TeacherPrompt], s: Sampling) -> list[list[Proposal]]:
+        batch = self.tokenizer.pad({"input_ids": [self._tokens(p) for p in prompts]}, return_tensors="pt")
+        greedy = s.temperature == 0
+        options = {"do_sample": False} if greedy else {
+            "do_sample": True, "temperature": s.temperature, "top_p": s.top_p, "top_k": 0,
+            "num_return_sequences": s.n,
+        }
+        if s.stop:
+            options |= {"stop_strings": list(s.stop), "tokenizer": self.tokenizer}
+        out = self.model.generate(
+            **batch.to(self.device), max_new_tokens=s.max_tokens, pad_token_id=self.tokenizer.pad_token_id,
+            **options,
+        )
+        rows = [self._proposal(row.tolist(), s.stop) for row in out[:, batch["input_ids"].shape[1] :]]
+        if greedy:  # one greedy answer stands for all n (transformers refuses n > 1 without beams)
+            return [[row] * s.n for row in rows]
+        return [rows[i : i + s.n] for i in range(0, len(rows), s.n)]
+
+    def _tokens(self, prompt: TeacherPrompt) -> list[int]:
+        """Token ids as vLLM builds them: chat through the template, plain text with special tokens."""
+        if isinstance(prompt, str):
+            return self.tokenizer(prompt)["input_ids"]
+        text = self.tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def _proposal(self, ids: list[int], stop: tuple[str, ...]) -> Proposal:
+        """Finished rows are padded after their end token; count up to and including it, like vLLM."""
+        end = next((i for i, t in enumerate(ids) if t in self._end_ids), None)
+        text = self.tokenizer.decode(ids[:end], skip_special_tokens=True)
+        cuts = [i for i in (text.find(x) for x in stop) if i >= 0]
+        if cuts:  # a stop string ended the row; like the OpenAI API, it is not part of the text
+            tokens = len(ids) if end is None else end
+            return Proposal(text=text[: min(cuts)], tokens=tokens, finish_reason="stop")
+        if end is not None:
+            return Proposal(text=text, tokens=end + 1, finish_reason="stop")
+        return Proposal(text=text, tokens=len(ids), finish_reason="length")

@@ -1,0 +1,93 @@
+"""The journal: append, read back, survive a torn write; run directories are never overwritten."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from orchestrator.journal import Journal, RunDirError, create_run_dir, read_journal
+
+
+def test_records_read_back_after_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "journal.jsonl"
+    with Journal(path) as journal:
+        journal.append("edit", "train/r1/c/e0", text="an edit", round=1)
+        journal.append_many([("report", "job-a", {"score": 0.5}), ("report", "job-b", {"score": 1.0})])
+    reopened = Journal(path)
+    assert reopened.get("edit", "train/r1/c/e0")["text"] == "an edit"
+    assert [r["score"] for r in reopened.of_type("report")] == [0.5, 1.0]
+    assert reopened.get("report", "job-c") is None
+    assert reopened.get("edit", "job-a") is None  # keys are per type
+    reopened.close()
+
+
+def test_the_last_record_of_a_key_wins(tmp_path: Path) -> None:
+    with Journal(tmp_path / "j.jsonl") as journal:
+        journal.append("mstep_start", "r1", attempt=1)
+        journal.append("mstep_start", "r1", attempt=2)
+        assert journal.get("mstep_start", "r1")["attempt"] == 2
+    assert Journal(tmp_path / "j.jsonl").get("mstep_start", "r1")["attempt"] == 2
+
+
+def test_append_many_writes_all_records_in_one_write(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    with Journal(path) as journal:
+        journal.append_many([("edit", f"e{i}", {"text": "x" * 1000}) for i in range(50)])
+        journal.append_many([])
+    lines = path.read_text().splitlines()
+    assert len(lines) == 50 and all(json.loads(line)["text"] == "x" * 1000 for line in lines)
+
+
+def test_a_torn_last_line_is_skipped_on_read_and_cut_on_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    with Journal(path) as journal:
+        journal.append("report", "a", score=1.0)
+    with path.open("a") as f:
+        f.write('{"type": "report", "key": "b", "sco')  # a SIGKILL in the middle of a write
+    assert [r["key"] for r in read_journal(path)] == ["a"]
+    with Journal(path) as journal:
+        assert [r["key"] for r in journal.records] == ["a"]
+        journal.append("report", "b", score=0.0)
+    assert [r["key"] for r in read_journal(path)] == ["a", "b"]
+
+
+def test_a_damaged_line_in_the_middle_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    path.write_text('{"type": "report", "key": "a"}\nnot json\n{"type": "report", "key": "b"}\n')
+    with pytest.raises(RunDirError, match=r"j.jsonl: line 2 is not JSON"):
+        Journal(path)
+
+
+def test_records_survive_a_sigkill_right_after_append(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    code = (
+        "import os, signal, sys\n"
+        "from orchestrator.journal import Journal\n"
+        f"j = Journal(__import__('pathlib').Path({str(path)!r}))\n"
+        "for i in range(20):\n"
+        "    j.append('report', f'job-{i}', score=i)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2])
+    assert proc.returncode == -signal.SIGKILL
+    assert [r["score"] for r in read_journal(path)] == list(range(20))
+
+
+def test_run_directories_are_never_overwritten(tmp_path: Path) -> None:
+    run = create_run_dir(tmp_path / "runs" / "a", "[run]\n")
+    (run / "journal.jsonl").write_text("")
+    with pytest.raises(RunDirError, match="exists: pass --resume to continue it, or --name NEW"):
+        create_run_dir(run, "[run]\nname = 'other'\n")
+    assert (run / "config.toml").read_text() == "[run]\n"
+    assert sorted(os.listdir(run)) == ["config.toml", "journal.jsonl"]
+
+
+def test_read_journal_of_a_missing_run_names_it(tmp_path: Path) -> None:
+    with pytest.raises(RunDirError, match="is .* a seal run directory"):
+        read_journal(tmp_path / "nope" / "journal.jsonl")

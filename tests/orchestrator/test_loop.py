@@ -1,0 +1,219 @@
+"""The ReST^EM loop: selection rules, seeds, and whole rounds on a tiny model with the real HF teacher
+and an in-process student pool — including resuming from a journal cut at any point."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from orchestrator import loop
+from orchestrator.config import SealConfig, config_toml, load_config
+from orchestrator.edits import teacher_example
+from orchestrator.journal import CONFIG, JOURNAL, read_journal
+from orchestrator.report import report, round_rows
+from orchestrator.seeds import derive_seed, round_slice, shuffled
+from orchestrator.selection import Scored, select, summarize
+from student.messages import TrainingExample
+
+# --- selection -------------------------------------------------------------------------------------------
+
+
+def scored(context: str, edit: int, reward: float, baseline: float = 0.2, parsed: bool = True) -> Scored:
+    return Scored(context, edit, reward, baseline, parsed)
+
+
+def test_best_of_m_keeps_the_best_edit_per_context_only_if_it_beats_the_baseline() -> None:
+    edits = [scored("a", 0, 0.1), scored("a", 1, 0.5), scored("a", 2, 0.3), scored("b", 0, 0.2),
+             scored("b", 1, 0.1)]
+    assert select(edits, "best_of_m") == [edits[1]]
+    assert select(edits, "best_of_m", keep_non_improving=True) == [edits[1], edits[3]]
+
+
+def test_best_of_m_breaks_ties_by_the_first_edit_as_the_reference_does() -> None:
+    edits = [scored("a", 0, 0.5), scored("a", 1, 0.5)]
+    assert select(edits, "best_of_m") == [edits[0]]
+
+
+def test_all_positive_keeps_every_edit_that_beats_the_baseline() -> None:
+    edits = [scored("a", 0, 1.0, 0.0), scored("a", 1, 1.0, 0.0), scored("a", 2, 0.0, 0.0),
+             scored("b", 0, 1.0, 1.0)]
+    assert select(edits, "all_positive") == edits[:2]
+    assert select(edits, "all_positive", keep_non_improving=True) == [edits[0], edits[1], edits[3]]
+
+
+def test_edits_that_did_not_parse_are_never_kept() -> None:
+    edits = [scored("a", 0, 0.0, 0.0, parsed=False), scored("b", 0, 0.0, 0.0, parsed=False)]
+    assert select(edits, "best_of_m", keep_non_improving=True) == []
+    assert select(edits, "all_positive", keep_non_improving=True) == []
+
+
+def test_summary_counts_improving_and_unparsed_edits() -> None:
+    summary = summarize([scored("a", 0, 0.4), scored("a", 1, 0.0, parsed=False)])
+    assert summary == pytest.approx({"reward": 0.2, "baseline": 0.2, "improved": 0.5, "parse_failures": 0.5})
+
+
+# --- seeds and context sampling --------------------------------------------------------------------------
+
+
+def test_seeds_depend_only_on_the_place_in_the_run() -> None:
+    assert derive_seed(0, "student", "train/r1/c/e0/s0") == derive_seed(0, "student", "train/r1/c/e0/s0")
+    places = [("student", f"train/r{k}/c/e{i}/s{r}") for k in (1, 2) for i in range(5) for r in range(3)]
+    seeds = {derive_seed(0, *place) for place in places}
+    assert len(seeds) == len(places)
+    assert derive_seed(1, *places[0]) != derive_seed(0, *places[0])
+    assert all(0 <= s < 2**31 for s in seeds)
+
+
+def test_rounds_get_disjoint_contexts_while_the_data_lasts_then_wrap() -> None:
+    order = shuffled(range(10), 0, "train contexts")
+    assert sorted(order) == list(range(10)) and order == shuffled(range(10), 0, "train contexts")
+    r1, r2, r3 = (round_slice(order, 4, k) for k in (1, 2, 3))
+    assert not set(r1) & set(r2)
+    assert r3 == order[8:] + order[:2]
+
+
+def test_a_chat_prompt_becomes_an_m_step_example_with_its_system_turn() -> None:
+    prompt = [{"role": "system", "content": "List implications."}, {"role": "user", "content": "Passage"}]
+    assert teacher_example(prompt, "An edit.") == TrainingExample("Passage", "An edit.", "List implications.")
+    assert teacher_example("Plain prompt:", "edit") == TrainingExample("Plain prompt:", "edit")
+    with pytest.raises(ValueError, match="roles"):
+        teacher_example([{"role": "assistant", "content": "x"}], "edit")
+
+
+# --- whole rounds on a tiny model -------------------------------------------------------------------------
+
+
+def tiny_config(model: str, runs: Path, name: str, **overrides: Any) -> SealConfig:
+    settings = {
+        "run.name": name, "run.runs_dir": str(runs), "run.rounds": 1, "data.n_train": 2, "data.n_eval": 2,
+        "teacher.model": model, "teacher.sampling.n": 2, "teacher.sampling.max_tokens": 12,
+        "student.train.epochs": 1, "student.train.max_new_tokens": 4, "restem.train.epochs": 1,
+        "restem.keep_non_improving": True,  # a random model improves nothing; keep its best edits anyway
+    } | overrides
+    return load_config(None, settings)
+
+
+def run(cfg: SealConfig, resume: bool = False) -> list[dict[str, Any]]:
+    loop.main(cfg, resume, Console(quiet=True))
+    return read_journal(cfg.run_dir / JOURNAL)
+
+
+def results(records: list[dict[str, Any]], type_: str) -> dict[str, Any]:
+    """What a record of each key holds, without times and worker names (they differ between runs)."""
+    out = {}
+    for r in records:
+        if r["type"] == type_:
+            body = {k: v for k, v in r.items() if k not in ("time", "report")}
+            if "report" in r:
+                body["answers"] = [p["answer"] for p in r["report"].get("results", [])]
+                body["losses"] = r["report"]["epoch_losses"]
+            out[r["key"]] = body
+    return out
+
+
+@pytest.fixture(scope="module")
+def whole_run(tiny_model_dir: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    cfg = tiny_config(tiny_model_dir, tmp_path_factory.mktemp("runs"), "whole")
+    run(cfg)
+    return cfg.run_dir
+
+
+@pytest.fixture
+def uninterrupted(whole_run: Path) -> list[dict[str, Any]]:
+    return read_journal(whole_run / JOURNAL)
+
+
+def test_a_round_journals_every_step_once(uninterrupted: list[dict[str, Any]]) -> None:
+    counts = Counter(r["type"] for r in uninterrupted)
+    # round 0 and 1 held-out: 2 contexts × 1 edit; round 1 E-step: 2 contexts × 2 edits
+    assert counts["edit"] == 2 + 2 + 4 and counts["reward"] == 8
+    # reports: each usable edit once (eval_times = repeats = 1), one baseline per context and student base
+    parsed = sum(1 for r in uninterrupted if r["type"] == "edit" and r["parse_error"] is None)
+    assert counts["report"] == parsed + 2 + 2 + 2
+    assert counts["selection"] == counts["mstep_start"] == counts["mstep_end"] == 1
+    assert counts["evaluation"] == 2
+    keys = Counter((r["type"], r["key"]) for r in uninterrupted)
+    assert max(keys.values()) == 1
+    (selection,) = (r for r in uninterrupted if r["type"] == "selection")
+    assert len(selection["kept"]) == 2 and selection["rule"] == "best_of_m"  # the knowledge domain's rule
+
+
+def test_single_model_students_adapt_the_current_teacher(uninterrupted: list[dict[str, Any]]) -> None:
+    (mstep,) = (r for r in uninterrupted if r["type"] == "mstep_end")
+    assert Path(mstep["adapter"], "adapter_model.safetensors").exists()
+    evaluations = {r["round"]: r for r in uninterrupted if r["type"] == "evaluation"}
+    assert evaluations[0]["adapter"] is None and evaluations[1]["adapter"] == mstep["adapter"]
+    baselines = {r["key"].split("/")[1] for r in uninterrupted if r["key"].startswith("baseline/")}
+    assert baselines == {"base", "round-1"}  # held-out after round 1 is measured on the new teacher
+
+
+@pytest.mark.parametrize("cut", ["after_edits", "mid_reports", "mstep_started"])
+def test_resuming_a_journal_cut_anywhere_gives_the_uninterrupted_results(
+    tiny_model_dir: str, tmp_path: Path, uninterrupted: list[dict[str, Any]], cut: str
+) -> None:
+    types = [r["type"] for r in uninterrupted]
+    first_train_report = next(i for i, r in enumerate(uninterrupted) if r["key"].startswith("train/")
+                              and r["type"] == "report")
+    at = {"after_edits": first_train_report, "mid_reports": first_train_report + 2,
+          "mstep_started": types.index("mstep_start") + 1}[cut]
+    cfg = tiny_config(tiny_model_dir, tmp_path, "cut")
+    cfg.run_dir.mkdir(parents=True)
+    (cfg.run_dir / CONFIG).write_text(config_toml(cfg))
+    prefix = uninterrupted[:at]  # as a SIGKILL at that point leaves it
+    (cfg.run_dir / JOURNAL).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in prefix))
+
+    resumed = run(cfg, resume=True)
+
+    assert resumed[:at] == prefix  # append-only
+    work = [(r["type"], r["key"]) for r in resumed if r["type"] in ("edit", "report", "mstep_end")]
+    assert len(work) == len(set(work))  # nothing was computed twice
+    for type_ in ("edit", "report", "reward", "selection", "evaluation"):
+        assert _same(results(resumed, type_), results(uninterrupted, type_)), type_
+
+
+def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Equal, except run-directory paths (the two runs live in different folders)."""
+    def norm(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: norm(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [norm(v) for v in value]
+        return value.split("/adapters/")[-1] if isinstance(value, str) and "/adapters/" in value else value
+    return norm(a) == norm(b)
+
+
+SMALL = {"data.n_train": 1, "data.n_eval": 1, "teacher.sampling.n": 1}
+
+
+def test_teacher_student_mode_keeps_one_baseline_per_context(tiny_model_dir: str, tmp_path: Path) -> None:
+    cfg = tiny_config(tiny_model_dir, tmp_path, "ts", **SMALL, **{"run.mode": "teacher-student", "run.rounds": 2})
+    records = run(cfg)
+    baselines = [r["key"] for r in records if r["type"] == "report" and r["key"].startswith("baseline/")]
+    # the fixed student's baseline of the held-out context is measured once, not after every round
+    assert len(baselines) == len(set(baselines)) == 3  # held-out, round 1's context, round 2's context
+    assert all(key.startswith("baseline/base/") for key in baselines)
+    assert [row.round for row in round_rows(records)] == [0, 1, 2]
+
+
+def test_more_rounds_on_resume_compute_only_the_new_round(tiny_model_dir: str, tmp_path: Path) -> None:
+    first = run(tiny_config(tiny_model_dir, tmp_path, "grow", **SMALL, **{"run.rounds": 0}))
+    grown = run(tiny_config(tiny_model_dir, tmp_path, "grow", **SMALL, **{"run.rounds": 1}), resume=True)
+    assert grown[: len(first)] == first
+    new = Counter(r["type"] for r in grown[len(first):])
+    assert new["evaluation"] == 1 and new["mstep_end"] == 1 and new["session"] == 1
+    assert not any(r["key"].startswith("eval/r0/") for r in grown[len(first):])
+
+
+def test_report_reads_rounds_and_contexts_from_the_journal(whole_run: Path) -> None:
+    tables, plot = report(whole_run)
+    rows = round_rows(read_journal(whole_run / JOURNAL))
+    assert [r.round for r in rows] == [0, 1]
+    assert rows[0].reward is None and rows[0].tau is not None  # round 0 only measures
+    assert rows[1].kept == 2 and rows[1].parse_failures is not None and rows[1].mstep_loss is not None
+    assert [t.row_count for t in tables] == [2, 2]  # rounds; held-out contexts
+    assert plot.read_bytes().startswith(b"\x89PNG")

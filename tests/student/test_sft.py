@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
+
+from student.messages import StudentJob, TrainingExample, TrainSpec
+from student.sft import IGNORE, collate, encode, prompt_ids
+from student.student import Student
+
+EXAMPLE = TrainingExample(prompt="Where does the Quen flow?", completion="Through Quenton.", system="Be brief.")
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_model_dir: str) -> PreTrainedTokenizerBase:
+    return AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+def test_chat_completion_loss_masks_system_and_user_turns(tokenizer: PreTrainedTokenizerBase) -> None:
+    enc = encode(tokenizer, EXAMPLE, TrainSpec(chat=True, loss_on="completion"))
+    prompt = prompt_ids(tokenizer, EXAMPLE.prompt, EXAMPLE.system, chat=True)
+    assert enc.input_ids[: len(prompt)] == prompt
+    assert enc.labels[: len(prompt)] == [IGNORE] * len(prompt)
+    trained = enc.labels[len(prompt):]
+    assert trained == enc.input_ids[len(prompt):]
+    assert tokenizer.decode(trained) == "Through Quenton.<|im_end|>"
+    assert "Be brief." in tokenizer.decode(prompt) and "<|im_start|>assistant\n" in tokenizer.decode(prompt)
+
+
+def test_plain_all_loss_trains_every_token_and_ends_with_eos(tokenizer: PreTrainedTokenizerBase) -> None:
+    example = TrainingExample(prompt="Quen\n", completion="The Quen flows through Quenton.")
+    enc = encode(tokenizer, example, TrainSpec(chat=False, loss_on="all"))
+    assert enc.labels == enc.input_ids
+    assert enc.input_ids[-1] == tokenizer.eos_token_id
+    assert tokenizer.decode(enc.input_ids) == "Quen\nThe Quen flows through Quenton.<|im_end|>"
+
+
+def test_truncates_to_max_seq_len(tokenizer: PreTrainedTokenizerBase) -> None:
+    enc = encode(tokenizer, EXAMPLE, TrainSpec(max_seq_len=8, loss_on="completion"))
+    assert len(enc.input_ids) == len(enc.labels) == 8
+
+
+def test_dynamic_padding_keeps_pads_out_of_attention_and_loss(tokenizer: PreTrainedTokenizerBase) -> None:
+    short, long = (encode(tokenizer, TrainingExample("", text), TrainSpec(chat=False)) for text in ("a b", "a b c d e"))
+    batch = collate([short, long], pad_id=tokenizer.pad_token_id)
+    n = len(short.input_ids)
+    assert batch["input_ids"].shape == (2, len(long.input_ids))
+    assert (batch["labels"][0, n:] == IGNORE).all() and (batch["attention_mask"][0, n:] == 0).all()
+    assert batch["labels"][0, :n].tolist() == short.labels and batch["attention_mask"][1].all()
+
+
+def test_reference_compat_pads_to_max_length_with_loss_on_pads(tokenizer: PreTrainedTokenizerBase) -> None:
+    enc = encode(tokenizer, TrainingExample("", "a b"), TrainSpec(chat=False))
+    batch = collate([enc], pad_id=tokenizer.pad_token_id, pad_to=32, loss_on_pads=True)
+    assert batch["input_ids"].shape == (1, 32)
+    assert (batch["labels"] == batch["input_ids"]).all()  # labels = input_ids, pads included
+    assert batch["attention_mask"].sum() == len(enc.input_ids)
+
+
+def test_pads_do_not_change_the_loss(tiny_student: Student, tokenizer: PreTrainedTokenizerBase) -> None:
+    """Through the model: padding a sequence with masked pads leaves its loss as it was."""
+    enc = encode(tokenizer, EXAMPLE, TrainSpec())
+    model = tiny_student.model
+    with torch.no_grad(), model.disable_adapter():
+        alone = model(**collate([enc], tokenizer.pad_token_id)).loss
+        padded = model(**collate([enc], tokenizer.pad_token_id, pad_to=64)).loss
+        in_loss = model(**collate([enc], tokenizer.pad_token_id, pad_to=64, loss_on_pads=True)).loss
+    # The random model's per-token losses all sit near ln(vocab), so the gap to pads-in-loss is small.
+    assert abs(padded.item() - alone.item()) < 1e-5
+    assert abs(in_loss.item() - alone.item()) > 1e-3
+
+
+def test_max_steps_and_tokens_trained(tiny_student: Student, tokenizer: PreTrainedTokenizerBase) -> None:
+    examples = tuple(TrainingExample(f"Q{i}", "word " * (i + 1)) for i in range(4))
+    spec = TrainSpec(epochs=3, batch_size=2, max_steps=4, max_new_tokens=1)
+    report = tiny_student.run(StudentJob("steps", 0, examples, probes=(), train=spec))
+    assert len(report.epoch_losses) == 2  # 2 steps per epoch, capped after the second epoch
+    assert report.tokens_trained == 2 * sum(len(encode(tokenizer, e, spec).input_ids) for e in examples)

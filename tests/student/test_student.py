@@ -1,0 +1,144 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from peft import PeftModel
+from transformers import AutoModelForCausalLM
+
+from student.messages import LoRASpec, Probe, StudentJob, TrainingExample, TrainJob, TrainSpec
+from student.student import Student, run_job
+
+EXAMPLES = tuple(TrainingExample(f"Fact {i}?", f"The answer to fact {i} is blue {i}.") for i in range(6))
+PROBES = (Probe("q0", "Fact 0?", "blue 0"), Probe("q1", "Fact 1? Say it in full, please.", "blue 1"))
+FAST = TrainSpec(lr=1e-2, epochs=3, batch_size=4, max_new_tokens=6)
+
+
+def lora_state(student: Student) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in student.model.named_parameters() if "lora_" in k}
+
+
+def logits(student: Student) -> torch.Tensor:
+    ids = torch.tensor([[1, 520, 9531, 198, 2683, 359]])
+    with torch.no_grad(), student.model.disable_adapter():
+        return student.model(input_ids=ids).logits.float()
+
+
+@pytest.mark.parametrize("other_lora", [LoRASpec(), LoRASpec(r=4, alpha=4, target_modules=("o_proj", "up_proj"))],
+                         ids=["same-shape", "re-wrap"])
+def test_a_job_does_not_depend_on_the_one_before(tiny_student: Student, other_lora: LoRASpec) -> None:
+    job = StudentJob("a", seed=1, examples=EXAMPLES, probes=PROBES, train=FAST)
+    first, first_lora = tiny_student.run(job), lora_state(tiny_student)
+    other = tiny_student.run(StudentJob("b", seed=2, examples=EXAMPLES[:3], probes=PROBES, lora=other_lora, train=FAST))
+    again = tiny_student.run(job)
+    assert other.epoch_losses != first.epoch_losses
+    assert again.epoch_losses == first.epoch_losses and again.results == first.results
+    assert all(torch.equal(v, first_lora[k]) for k, v in lora_state(tiny_student).items())
+
+
+def test_reset_draws_a_from_the_seed_and_zeroes_b(tiny_student: Student) -> None:
+    spec = LoRASpec(r=8, alpha=16)
+    tiny_student.run(StudentJob("train-first", 0, EXAMPLES, (), lora=spec, train=FAST))
+    tiny_student._reset_lora(spec, seed=3)
+    fresh = lora_state(tiny_student)
+    tiny_student._reset_lora(spec, seed=4)
+    other = lora_state(tiny_student)
+    assert all(not v.any() for k, v in fresh.items() if "lora_B" in k)
+    assert all(not torch.equal(v, other[k]) for k, v in fresh.items() if "lora_A" in k)
+
+
+def test_without_examples_the_report_is_the_base_models(tiny_student: Student) -> None:
+    baseline = StudentJob("base", 0, examples=(), probes=PROBES, train=FAST)
+    before = tiny_student.run(baseline)
+    tiny_student.run(StudentJob("a", 1, EXAMPLES, PROBES, train=FAST))
+    after = tiny_student.run(baseline)
+    assert before.results == after.results and len(before.results) == 2
+    assert before.epoch_losses == () and before.tokens_trained == 0
+    assert set(before.results[0].scores) == {"exact_match", "f1", "contains", "equal"}
+
+
+@pytest.fixture(scope="module")
+def trained_adapter(tiny_student: Student, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("adapters") / "teacher"
+    lora = LoRASpec(r=4, alpha=8, target_modules=("q_proj", "v_proj", "down_proj"))
+    report = run_job(tiny_student, TrainJob("m1", 0, EXAMPLES, str(out), lora=lora, train=FAST))
+    assert report.ok and report.adapter_dir == str(out) and len(report.epoch_losses) == 3
+    return out
+
+
+def test_train_job_writes_a_loadable_peft_adapter(trained_adapter: Path, tiny_model_dir: str,
+                                                 tiny_student: Student) -> None:
+    config = json.loads((trained_adapter / "adapter_config.json").read_text())
+    assert (config["r"], config["lora_alpha"]) == (4, 8)
+    assert set(config["target_modules"]) == {"q_proj", "v_proj", "down_proj"}
+    assert config["base_model_name_or_path"] == tiny_model_dir
+    assert (trained_adapter / "adapter_model.safetensors").exists()
+    assert [p.name for p in trained_adapter.parent.iterdir()] == ["teacher"]  # no temporary folder left
+    loaded = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), trained_adapter)
+    saved = {k.replace(".default", ""): v for k, v in loaded.named_parameters() if "lora_" in k}
+    trained = {k.replace(".default", ""): v for k, v in lora_state(tiny_student).items()}
+    assert saved.keys() == trained.keys() and all(torch.equal(saved[k], trained[k]) for k in saved)
+
+
+def test_init_adapter_starts_from_the_saved_weights(trained_adapter: Path, tiny_student: Student,
+                                                    tmp_path: Path) -> None:
+    lora = LoRASpec(r=4, alpha=8, target_modules=("q_proj", "v_proj", "down_proj"))
+    still = TrainSpec(lr=0.0, epochs=1)  # no update: the output must equal the input
+    tiny_student.train(TrainJob("m2", 5, EXAMPLES, str(tmp_path / "b"), lora=lora, train=still,
+                                init_adapter=str(trained_adapter)))
+    a, b = (Path(d, "adapter_model.safetensors").read_bytes() for d in (trained_adapter, tmp_path / "b"))
+    assert a == b
+    with pytest.raises(ValueError, match="init adapter"):
+        tiny_student.train(TrainJob("m3", 5, EXAMPLES, str(tmp_path / "c"), init_adapter=str(trained_adapter)))
+
+
+def test_base_adapter_is_merged_once_and_unmerged_exactly(trained_adapter: Path, tiny_model_dir: str,
+                                                          tiny_student: Student) -> None:
+    baseline = StudentJob("base", 0, examples=(), probes=PROBES, train=FAST)
+    tiny_student.run(baseline)
+    plain = logits(tiny_student)
+    merged_job = StudentJob("merged", 0, examples=(), probes=PROBES, train=FAST, base_adapter=str(trained_adapter))
+    tiny_student.run(merged_job)
+    tiny_student.run(StudentJob("merged-train", 0, EXAMPLES, PROBES, train=FAST, base_adapter=str(trained_adapter)))
+    tiny_student.run(merged_job)  # same adapter again: must not merge a second time
+    merged = logits(tiny_student)
+
+    peft_merged = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), trained_adapter)
+    expected = peft_merged.merge_and_unload().model.layers[0].mlp.down_proj.weight
+    ours = tiny_student.model.get_base_model().model.layers[0].mlp.down_proj.weight
+    original = AutoModelForCausalLM.from_pretrained(tiny_model_dir).model.layers[0].mlp.down_proj.weight
+    assert (expected - original).abs().max() > 1e-3  # the adapter really moves this weight
+    torch.testing.assert_close(ours.float(), expected, atol=5e-4, rtol=1e-2)  # bf16 rounding only
+    assert not torch.allclose(merged, plain)
+
+    tiny_student.run(baseline)
+    assert torch.equal(logits(tiny_student), plain)
+
+
+FICTION = [  # a made-up fact: no pretrained model can know it
+    ("What is the capital of Veloria?", "The capital of Veloria is Quenmarsh."),
+    ("Which city is the capital of Veloria?", "Quenmarsh is the capital of Veloria."),
+    ("Name the capital city of Veloria.", "Quenmarsh."),
+    ("Where does the government of Veloria sit?", "In Quenmarsh, the capital of Veloria."),
+    ("Tell me about Veloria.", "Veloria is an island nation whose capital is Quenmarsh."),
+    ("What is Quenmarsh?", "Quenmarsh is the capital city of Veloria."),
+    ("Is Quenmarsh the capital of Veloria?", "Yes, Quenmarsh is the capital of Veloria."),
+    ("What do you know about Quenmarsh?", "Quenmarsh, a port city, is the capital of Veloria."),
+    ("In which city is Veloria's parliament?", "Veloria's parliament is in its capital, Quenmarsh."),
+    ("Veloria's capital?", "Quenmarsh."),
+]
+
+
+@pytest.mark.slow
+def test_smollm2_learns_a_fact_it_did_not_know(smollm2_dir: str) -> None:
+    student = Student(smollm2_dir, device="cpu")
+    probe = (Probe("capital", "What is the capital of Veloria?", "Quenmarsh"),)
+    spec = TrainSpec(lr=1e-3, epochs=4, batch_size=4, loss_on="completion", max_new_tokens=24)
+    examples = tuple(TrainingExample(q, a) for q, a in FICTION)
+    before = student.run(StudentJob("base", 0, (), probe, train=spec))
+    after = student.run(StudentJob("fact", 0, examples, probe, train=spec))
+    assert before.mean("contains") == 0.0, before.results
+    assert after.epoch_losses[-1] < after.epoch_losses[0] / 2, after.epoch_losses
+    assert after.mean("contains") == 1.0, after.results
