@@ -117,7 +117,7 @@ def pools(model: str) -> list[tuple[str, int, Callable[[], Pool]]]:
 
         return lambda: RayPool(model, workers, num_gpus_per_worker=0)
 
-    return [("in-process (no pool)", 1, in_process), ("local", 1, local(1)), ("local", 2, local(2)),
+    return [("in-process", 1, in_process), ("local", 1, local(1)), ("local", 2, local(2)),
             ("ray", 2, ray(2))]
 
 

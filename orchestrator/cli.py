@@ -183,10 +183,11 @@ def distill_cmd(
 def _step_failures() -> Iterator[None]:
     """A step that failed (not a user mistake): one line, exit 1; the journal keeps what was done."""
     from orchestrator.session import RunError
+    from student.pool import PoolError
 
     try:
         yield
-    except RunError as e:
+    except (RunError, PoolError) as e:
         console.print(f"[red]error:[/red] {escape(str(e))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
 

@@ -227,8 +227,11 @@ class SealConfig(Section):
 
 
 def load_config(path: Path | None = None, overrides: dict[str, Any] | None = None) -> SealConfig:
-    """The defaults, merged with the TOML file (if any) and overrides (dotted key → value)."""
-    return _validated(_read_toml(path) if path else {}, overrides or {}, str(path) if path else "defaults")
+    """The defaults, merged with the TOML file (if any) and overrides (dotted key → value). A run's
+    saved config.toml loads too: its [versions] table is a record, not a setting."""
+    raw = _read_toml(path) if path else {}
+    raw.pop("versions", None)
+    return _validated(raw, overrides or {}, str(path) if path else "defaults")
 
 
 def with_overrides(cfg: SealConfig, overrides: dict[str, Any]) -> SealConfig:
@@ -304,7 +307,7 @@ def _one_line(error: ValidationError, source: str, set_keys: set[str]) -> str:
         hint = did_you_mean(dotted, [".".join((*section, name)) for name in _field_names(section)])
         return f"{f'--set {flag}' if flag else source}: unknown key '{dotted}'{hint}{more}"
     msg = first["msg"].removeprefix("Value error, ")
-    got = f" (got {json.dumps(first['input'])})" if first["type"] != "value_error" else ""
+    got = f" (got {json.dumps(first['input'], default=str)})" if first["type"] != "value_error" else ""
     # A cross-field check (empty loc) names its field in the message.
     where = f"--set {flag}" if flag else f"{source}: {dotted}" if loc else source
     return f"{where}: {msg}{got}{more}"
@@ -352,12 +355,6 @@ def config_toml(cfg: SealConfig, versions: dict[str, str] | None = None) -> str:
     if versions:
         data["versions"] = versions
     return dump_toml(data)
-
-
-def read_run_config(path: Path) -> SealConfig:
-    raw = _read_toml(path)
-    raw.pop("versions", None)
-    return _validated(raw, {}, str(path))
 
 
 def dump_toml(data: dict[str, Any]) -> str:

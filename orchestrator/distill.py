@@ -16,7 +16,7 @@ from typing import Any
 
 from rich.console import Console
 
-from orchestrator.config import read_run_config
+from orchestrator.config import load_config
 from orchestrator.domains import load_contexts
 from orchestrator.domains.base import Domain
 from orchestrator.edits import one_edit_each, parse
@@ -38,7 +38,7 @@ class Distilled:
 def distill(
     run_dir: Path, student: str, name: str, data: str | None, limit: int | None, console: Console
 ) -> Distilled:
-    cfg = read_run_config(run_dir / CONFIG)
+    cfg = load_config(run_dir / CONFIG)
     inputs = check_inputs(cfg)
     adapter = last_adapter(run_dir)
     corpus = list(load_contexts(cfg.data.domain, data, "train") if data else inputs.train)[:limit]

@@ -59,7 +59,6 @@ def run_round(s: Session, k: int) -> None:
     edits = sample_edits(s, "train", k, contexts, s.cfg.teacher.sampling.n)
     scored = apply_edits(s, "train", k, edits, s.cfg.student.eval_times)
     kept_keys = _selection(s, k, scored, [e.key for e in edits])
-    s.metrics.log(k, {f"train/{name}": value for name, value in summarize(scored).items()})
 
     # M-step: SFT the teacher on (its prompt → each kept edit); generate with the new adapter from now on.
     pairs = [(s.domain.teacher_prompt(e.context), e.text) for e in edits if e.key in kept_keys]
@@ -67,13 +66,13 @@ def run_round(s: Session, k: int) -> None:
 
 
 def _selection(s: Session, k: int, scored: list[Scored], keys: list[str]) -> set[str]:
-    """The kept edits' journal keys: read back, or selected now and journaled."""
+    """The kept edits' journal keys: read back, or selected now, journaled and logged."""
     record = s.journal.get("selection", f"r{k}")
     if record is None:
-        key_of = {(x.context_id, x.edit): key for x, key in zip(scored, keys, strict=True)}
-        kept = select(scored, s.selection, s.cfg.restem.keep_non_improving)
+        kept = set(select(scored, s.selection, s.cfg.restem.keep_non_improving))
         record = s.journal.append("selection", f"r{k}", round=k, rule=s.selection,
-                                  kept=[key_of[(x.context_id, x.edit)] for x in kept])
+                                  kept=[key for key, x in zip(keys, scored, strict=True) if x in kept])
+        s.metrics.log(k, {f"train/{name}": value for name, value in summarize(scored).items()})
     return set(record["kept"])
 
 

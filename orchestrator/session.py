@@ -8,6 +8,7 @@ and the student pool. The session is what loop.py passes around; it holds no alg
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from collections.abc import Sequence
@@ -17,7 +18,7 @@ from typing import Any
 
 from rich.console import Console
 
-from orchestrator.config import ConfigError, SealConfig, config_toml, diff, package_versions, read_run_config
+from orchestrator.config import ConfigError, SealConfig, config_toml, diff, load_config, package_versions
 from orchestrator.domains import DomainOptionError, load_contexts, make_domain
 from orchestrator.domains.base import Domain
 from orchestrator.errors import DataError
@@ -107,6 +108,8 @@ class Session:
 
 
 def check_inputs(cfg: SealConfig) -> Inputs:
+    if cfg.pool.kind == "inline" and importlib.util.find_spec("student.pools.inline") is None:
+        raise ConfigError('pool.kind: "inline" is not available in this version (issue 9); use "inprocess"')
     data = cfg.data
     try:
         domain = make_domain(data.domain, data.options)
@@ -143,7 +146,7 @@ def prepare_run_dir(cfg: SealConfig, resume: bool) -> Path:
         return create_run_dir(run_dir, config_toml(cfg, package_versions()))
     if not (run_dir / CONFIG).exists():
         raise RunDirError(f"{run_dir} has no {CONFIG}: it is not a seal run directory; use a new --name")
-    changed = diff(read_run_config(run_dir / CONFIG), cfg)
+    changed = diff(load_config(run_dir / CONFIG), cfg)
     fixed = [k for k in changed if not k.startswith(RESUMABLE)]
     if fixed:
         raise RunDirError(
@@ -164,8 +167,12 @@ def open_session(cfg: SealConfig, resume: bool, console: Console) -> Session:
     metrics = MetricsSink(run_dir, make_tracker(cfg, run_dir, lambda m: console.print(f"warning: {m}")))
     with console.status(f"starting the teacher ({cfg.teacher.backend}: {cfg.teacher.model})"):
         teacher = build_teacher(cfg, inputs.teacher_model, run_dir, api_key)
-    with console.status(f"starting the student pool ({cfg.pool.kind}, {cfg.pool.workers} worker(s))"):
-        pool = build_pool(cfg, inputs.student_model, teacher)
+    try:
+        with console.status(f"starting the student pool ({cfg.pool.kind}, {cfg.pool.workers} worker(s))"):
+            pool = build_pool(cfg, inputs.student_model, teacher)
+    except BaseException:
+        teacher.close()  # never leave a managed vLLM server behind
+        raise
     return Session(cfg, inputs, run_dir, journal, teacher, pool, Phases(console), metrics, console)
 
 

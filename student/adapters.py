@@ -14,6 +14,7 @@ import math
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
 from peft import PeftModel, set_peft_model_state_dict
@@ -26,7 +27,7 @@ WEIGHTS = "adapter_model.safetensors"
 CONFIG = "adapter_config.json"
 
 
-def read_config(adapter_dir: str) -> dict:
+def read_config(adapter_dir: str) -> dict[str, Any]:
     path = Path(adapter_dir) / CONFIG
     if not path.exists():
         raise ValueError(f"adapter folder {adapter_dir} has no {CONFIG}: is it a PEFT adapter?")
@@ -39,11 +40,11 @@ def merge_adapter(model: torch.nn.Module, adapter_dir: str) -> list[tuple[torch.
     merge exactly, which subtracting the update again would not in bf16."""
     config = read_config(adapter_dir)
     if config.get("use_dora") or config.get("rank_pattern") or config.get("alpha_pattern"):
-        raise ValueError(f"adapter {adapter_dir}: DoRA and per-module rank/alpha patterns cannot be merged here")
+        raise ValueError(f"adapter {adapter_dir}: DoRA and per-module rank/alpha patterns cannot be merged")
     scale = config["lora_alpha"] / (math.sqrt(config["r"]) if config.get("use_rslora") else config["r"])
     tensors = load_file(Path(adapter_dir) / WEIGHTS)
     if any(not k.endswith(("lora_A.weight", "lora_B.weight")) for k in tensors):
-        raise ValueError(f"adapter {adapter_dir}: only LoRA on linear layers can be merged (no biases, embeddings)")
+        raise ValueError(f"adapter {adapter_dir}: only LoRA on linear layers (no bias) can be merged")
     undo = []
     for key in (k for k in tensors if k.endswith("lora_A.weight")):
         module = model.get_submodule(key.removeprefix("base_model.model.").removesuffix(".lora_A.weight"))
@@ -59,8 +60,10 @@ def load_lora_weights(model: PeftModel, adapter_dir: str, spec: LoRASpec) -> Non
     """Start a fresh LoRA from a saved one (the M-step's restem_init = "previous")."""
     config = read_config(adapter_dir)
     if config["r"] != spec.r or set(config["target_modules"]) != set(spec.target_modules):
-        raise ValueError(f"init adapter {adapter_dir} has r={config['r']}, targets {config['target_modules']}; "
-                         f"the job's LoRA spec has r={spec.r}, targets {list(spec.target_modules)}")
+        raise ValueError(
+            f"init adapter {adapter_dir} has r={config['r']}, targets {config['target_modules']}; "
+            f"the job's LoRA spec has r={spec.r}, targets {list(spec.target_modules)}"
+        )
     result = set_peft_model_state_dict(model, load_file(Path(adapter_dir) / WEIGHTS))
     if result.unexpected_keys:
         raise ValueError(f"init adapter {adapter_dir}: unexpected weights {result.unexpected_keys[:3]}")

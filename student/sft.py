@@ -46,7 +46,7 @@ def prompt_ids(tokenizer: PreTrainedTokenizerBase, prompt: str, system: str | No
         return tokenizer(prompt).input_ids
     messages = [{"role": "system", "content": system}] if system is not None else []
     messages.append({"role": "user", "content": prompt})
-    return list(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False))
+    return list(tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=False))
 
 
 def encode(tokenizer: PreTrainedTokenizerBase, example: TrainingExample, spec: TrainSpec) -> Encoded:
@@ -74,8 +74,10 @@ def collate(batch: Sequence[Encoded], pad_id: int, pad_to: int | None = None,
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
 
-def train_lora(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, examples: Sequence[TrainingExample],
-               spec: TrainSpec, accelerator: Accelerator, seed: int) -> SFTResult:
+def train_lora(
+    model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, examples: Sequence[TrainingExample],
+    spec: TrainSpec, accelerator: Accelerator, seed: int,
+) -> SFTResult:
     """AdamW on the trainable (LoRA) parameters, linear decay after `warmup_steps`, gradients clipped
     at 1.0, `epochs` passes capped at `max_steps`. The model is trained in place; it must come from
     `accelerator.prepare` already, once: preparing the same model again is silently a no-op in

@@ -23,11 +23,20 @@ import torch
 from accelerate import Accelerator
 from peft import LoraConfig, PeftModel, get_peft_model
 from peft.tuners.lora import LoraLayer
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
 from student.adapters import load_lora_weights, merge_adapter, save_adapter
 from student.messages import (
-    Job, LoRASpec, Probe, ProbeResult, Report, StudentJob, StudentReport, TrainingExample, TrainJob, TrainReport,
+    Job,
+    LoRASpec,
+    Probe,
+    ProbeResult,
+    Report,
+    StudentJob,
+    StudentReport,
+    TrainingExample,
+    TrainJob,
+    TrainReport,
     TrainSpec,
 )
 from student.metrics import score
@@ -58,11 +67,14 @@ class Student:
         """Fresh LoRA → SFT on the examples → answers to the probes. Without examples, the answers of
         the (base_adapter-merged) base model: the baseline."""
         self._use_base_adapter(job.base_adapter)
-        fit = self._fit(job.lora, job.train, job.examples, job.seed) if job.examples else SFTResult((), 0, 0.0)
+        fit = SFTResult((), 0, 0.0)
+        if job.examples:
+            fit = self._fit(job.lora, job.train, job.examples, job.seed)
         start = time.perf_counter()
         with nullcontext() if job.examples else self.model.disable_adapter():
             answers = self.answer(job.probes, job.train)
-        results = tuple(ProbeResult(p.probe_id, a, score(a, p.gold)) for p, a in zip(job.probes, answers, strict=True))
+        scored = zip(job.probes, answers, strict=True)
+        results = tuple(ProbeResult(p.probe_id, a, score(a, p.gold)) for p, a in scored)
         return StudentReport(
             job_id=job.job_id, ok=True, results=results, epoch_losses=fit.epoch_losses,
             tokens_trained=fit.tokens_trained, train_seconds=fit.seconds,
@@ -81,21 +93,8 @@ class Student:
         )
 
     def answer(self, probes: Sequence[Probe], spec: TrainSpec) -> list[str]:
-        """Greedy answers, batched with left padding, stripped."""
-        self.model.eval()
-        answers: list[str] = []
-        for start in range(0, len(probes), EVAL_BATCH):
-            ids = [prompt_ids(self.tokenizer, p.prompt, p.system, spec.chat) for p in probes[start:start + EVAL_BATCH]]
-            batch = self.tokenizer.pad({"input_ids": ids}, padding_side="left", return_tensors="pt")
-            batch = batch.to(self.accelerator.device)
-            with torch.no_grad(), self.accelerator.autocast():
-                out = self.model.generate(
-                    **batch, max_new_tokens=spec.max_new_tokens, do_sample=False,
-                    eos_token_id=self.tokenizer.eos_token_id, pad_token_id=self.tokenizer.pad_token_id,
-                )
-            new_tokens = out[:, batch["input_ids"].shape[1]:]
-            answers += [a.strip() for a in self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
-        return answers
+        with self.accelerator.autocast():
+            return generate_answers(self.model, self.tokenizer, probes, spec)
 
     def _fit(self, lora: LoRASpec, spec: TrainSpec, examples: Sequence[TrainingExample], seed: int,
              init_adapter: str | None = None) -> SFTResult:
@@ -136,6 +135,22 @@ class Student:
             self.base_adapter = adapter_dir
 
 
+def generate_answers(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, probes: Sequence[Probe],
+                     spec: TrainSpec) -> list[str]:
+    """Greedy answers, batched with left padding, stripped of whitespace and special tokens."""
+    model.eval()
+    answers: list[str] = []
+    for start in range(0, len(probes), EVAL_BATCH):
+        ids = [prompt_ids(tokenizer, p.prompt, p.system, spec.chat) for p in probes[start:start + EVAL_BATCH]]
+        batch = tokenizer.pad({"input_ids": ids}, padding_side="left", return_tensors="pt").to(model.device)
+        with torch.no_grad():
+            out = model.generate(**batch, max_new_tokens=spec.max_new_tokens, do_sample=False,
+                                 eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+        new_tokens = out[:, batch["input_ids"].shape[1]:]
+        answers += [a.strip() for a in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+    return answers
+
+
 def run_job(student: Student, job: Job) -> Report:
     return student.run(job) if isinstance(job, StudentJob) else student.train(job)
 
@@ -148,4 +163,5 @@ def _lora_config(spec: LoRASpec) -> LoraConfig:
 def _bf16_supported(on_cpu: bool) -> bool:
     if not on_cpu:
         return torch.cuda.is_bf16_supported()
+    # oneDNN's own check (AVX512-BF16/AMX, or AVX512 emulation): what autocast on CPU runs on
     return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()

@@ -18,6 +18,10 @@ import openai
 from teacher.base import Proposal, Sampling, TeacherError, TeacherPrompt
 
 Outcome = list[Proposal] | TeacherError
+CONCURRENCY = 32  # requests in flight (each with n choices): enough to fill a CPU or GPU server's batch
+# A non-streamed answer arrives only when all its choices are done; on a busy CPU server that can take
+# many minutes, so the timeout catches a hung server, not a slow one.
+REQUEST_TIMEOUT_S = 1800.0
 
 
 class ServerGone(TeacherError):
@@ -26,8 +30,8 @@ class ServerGone(TeacherError):
 
 class OpenAIEndpoint:
     def __init__(
-        self, url: str, api_key: str, *, concurrency: int = 64, request_timeout_s: float = 600.0,
-        connect_timeout_s: float = 5.0,
+        self, url: str, api_key: str, *, concurrency: int = CONCURRENCY,
+        request_timeout_s: float = REQUEST_TIMEOUT_S, connect_timeout_s: float = 5.0,
     ) -> None:
         self.root = url.rstrip("/").removesuffix("/v1")
         self.api_key = api_key

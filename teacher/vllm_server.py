@@ -15,11 +15,11 @@ import shutil
 import uuid
 from dataclasses import replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from teacher.adapters import check_adapter, merge_adapter
 from teacher.base import Proposal, Sampling, TeacherError, TeacherPrompt
-from teacher.openai_api import OpenAIEndpoint, ServerGone
+from teacher.openai_api import CONCURRENCY, REQUEST_TIMEOUT_S, OpenAIEndpoint, ServerGone
 from teacher.vllm_process import ServerOptions, VLLMServer, on_cpu
 
 AdapterSync = Literal["hot-load", "merge-restart"]
@@ -56,47 +56,49 @@ class VLLMTeacher:
     @classmethod
     def launch(
         cls, model: str, run_dir: Path, options: ServerOptions | None = None, *,
-        adapter_sync: AdapterSync | None = None, api_key: str | None = None, concurrency: int = 64,
-        request_timeout_s: float = 600.0,
+        adapter_sync: AdapterSync | None = None, api_key: str | None = None, concurrency: int = CONCURRENCY,
+        request_timeout_s: float = REQUEST_TIMEOUT_S,
     ) -> VLLMTeacher:
         """`api_key`: None for a random one (read it back from `.server.api_key`)."""
         options = options or ServerOptions()
         server = VLLMServer(model, Path(run_dir), options, api_key)
-        server.start()
         endpoint = OpenAIEndpoint(
             server.url, server.api_key, concurrency=concurrency, request_timeout_s=request_timeout_s
         )
-        endpoint.models()
+        # Built (and so validated) before the server starts: a bad setting must not leave a process.
         sync = adapter_sync or default_adapter_sync()
-        return cls(endpoint, options.served_name, server, sync, Path(run_dir))
+        teacher = cls(endpoint, options.served_name, server, sync, Path(run_dir))
+        server.start()
+        try:
+            endpoint.models()  # learns that the server is vLLM (per-choice token counts)
+        except BaseException:
+            server.stop()
+            raise
+        return teacher
 
     @classmethod
     def attach(
-        cls, url: str, api_key: str, *, model: str | None = None, concurrency: int = 64,
-        request_timeout_s: float = 600.0,
+        cls, url: str, api_key: str, *, model: str | None = None, concurrency: int = CONCURRENCY,
+        request_timeout_s: float = REQUEST_TIMEOUT_S,
     ) -> VLLMTeacher:
         endpoint = OpenAIEndpoint(url, api_key, concurrency=concurrency, request_timeout_s=request_timeout_s)
-        return cls(endpoint, model or _only_base_model(endpoint), None, "hot-load", None)
+        served = endpoint.models()  # reachable, key accepted, and is it vLLM
+        return cls(endpoint, model or _only_base_model(endpoint.root, served), None, "hot-load", None)
 
     def propose(self, prompts: list[TeacherPrompt], sampling: Sampling) -> list[list[Proposal]]:
         outcomes = self.endpoint.propose(self.model_name, prompts, sampling)
         lost = [i for i, o in enumerate(outcomes) if isinstance(o, ServerGone)]
         if lost and self.server is not None:
-            self._restart(self.server.model)
-            if self.adapter_sync == "hot-load" and self.adapter:
-                self._hot_load(self.adapter)
+            self._recover()
             retried = self.endpoint.propose(self.model_name, [prompts[i] for i in lost], sampling)
             for i, outcome in zip(lost, retried, strict=True):
                 outcomes[i] = outcome
             if any(isinstance(o, ServerGone) for o in retried):
-                raise TeacherError(
-                    f"the vLLM server died twice in one round; see {self.server.log_path} "
-                    "(out of memory? lower teacher.max_model_len or the number of concurrent requests)"
-                )
-        for outcome in outcomes:
-            if isinstance(outcome, TeacherError):
-                raise outcome
-        return outcomes  # type: ignore[return-value]  # no errors left
+                raise self._died_twice()
+        proposals = [o for o in outcomes if not isinstance(o, TeacherError)]
+        if len(proposals) < len(outcomes):
+            raise next(o for o in outcomes if isinstance(o, TeacherError))
+        return proposals
 
     def use_adapter(self, adapter_dir: str | None) -> None:
         max_rank = self.server.options.max_lora_rank if self.server else None
@@ -146,6 +148,18 @@ class VLLMTeacher:
         if previous:
             shutil.rmtree(previous, ignore_errors=True)
 
+    def _recover(self) -> None:
+        """A fresh server on the same weights, with the same adapter, after the last one died."""
+        assert self.server is not None
+        self._restart(self.server.model)
+        if self.adapter_sync == "hot-load" and self.adapter:
+            self._hot_load(self.adapter)
+
+    def _died_twice(self) -> TeacherError:
+        assert self.server is not None
+        why = self.server.last_error() or "no error in its log: killed from outside, or out of memory?"
+        return TeacherError(f"the vLLM server died twice in one round ({why}); see {self.server.log_path}")
+
     def _restart(self, model: str) -> None:
         """A new server on `model` at the same URL and key, so the endpoint stays valid."""
         assert self.server is not None
@@ -161,12 +175,12 @@ class VLLMTeacher:
             self._merged = None
 
 
-def _only_base_model(endpoint: OpenAIEndpoint) -> str:
+def _only_base_model(url: str, served: list[dict[str, Any]]) -> str:
     """The one base model a server serves (vLLM also lists loaded adapters, with a `parent`)."""
-    names = [m["id"] for m in endpoint.models() if not m.get("parent")]
+    names = [m["id"] for m in served if not m.get("parent")]
     if len(names) != 1:
         raise TeacherError(
-            f"the teacher at {endpoint.root} serves {len(names)} models ({', '.join(names[:5])}): "
+            f"the teacher at {url} serves {len(names)} models ({', '.join(names[:5])}): "
             "name one with --served-model"
         )
     return names[0]

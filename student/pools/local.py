@@ -15,6 +15,7 @@ import contextlib
 import os
 import pickle
 import signal
+import time
 from dataclasses import dataclass
 from multiprocessing import get_context
 from multiprocessing.connection import Connection, wait
@@ -117,8 +118,9 @@ class LocalPool(SlotPool):
         for worker in self._workers:
             with contextlib.suppress(OSError):
                 worker.conn.send(None)
+        deadline = time.monotonic() + SHUTDOWN_GRACE_S  # then kill what still works on a job
         for worker in self._workers:
-            worker.process.join(SHUTDOWN_GRACE_S)
+            worker.process.join(max(0.0, deadline - time.monotonic()))
             _stop(worker)
 
 

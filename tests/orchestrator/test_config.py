@@ -1,4 +1,5 @@
-"""Config loading and validation: every mistake is one line naming the file or flag, exit 2, nothing written."""
+"""Config loading and validation: every mistake is one line naming the file or flag; through the CLI,
+exit 2 and nothing written."""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ from orchestrator.config import (
     diff,
     load_config,
     parse_overrides,
-    read_run_config,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -47,8 +47,10 @@ def test_partial_table_keeps_the_other_defaults_of_its_section(tmp_path: Path) -
 
 def test_set_overrides_parse_toml_literals_and_beat_the_file(tmp_path: Path) -> None:
     path = write(tmp_path, "[teacher.sampling]\nn = 5\n")
-    overrides = parse_overrides(["teacher.sampling.n=2", "student.train.lr=1e-4", "teacher.model=org/name",
-                                 "student.lora.target_modules=[\"q_proj\"]", "restem.keep_non_improving=true"])
+    overrides = parse_overrides([
+        "teacher.sampling.n=2", "student.train.lr=1e-4", "teacher.model=org/name",
+        "student.lora.target_modules=[\"q_proj\"]", "restem.keep_non_improving=true",
+    ])
     cfg = load_config(path, overrides)
     assert cfg.teacher.sampling.n == 2
     assert cfg.student.train.lr == 1e-4
@@ -58,17 +60,21 @@ def test_set_overrides_parse_toml_literals_and_beat_the_file(tmp_path: Path) -> 
 
 
 def test_resolved_config_round_trips_through_toml(tmp_path: Path) -> None:
-    cfg = load_config(None, parse_overrides(["run.mode=teacher-student", "student.model=org/student",
-                                             "data.options={metric = \"exact_match\"}", "pool.job_timeout=30.5"]))
+    cfg = load_config(None, parse_overrides([
+        "run.mode=teacher-student", "student.model=org/student", "data.options={metric = \"exact_match\"}",
+        "pool.job_timeout=30.5",
+    ]))
     saved = write(tmp_path, config_toml(cfg, {"torch": "2.13.0"}), "config.toml")
-    assert read_run_config(saved) == cfg
-    assert diff(cfg, load_config()) == ["data.options.metric", "pool.job_timeout", "run.mode", "student.model"]
+    assert load_config(saved) == cfg
+    changed = ["data.options.metric", "pool.job_timeout", "run.mode", "student.model"]
+    assert diff(cfg, load_config()) == changed
 
 
 @pytest.mark.parametrize(
     ("text", "sets", "message"),
     [
-        ("[teacher.samplng]\nn = 2\n", [], "c.toml: unknown key 'teacher.samplng' (did you mean 'teacher.sampling'?)"),
+        ("[teacher.samplng]\nn = 2\n", [], "c.toml: unknown key 'teacher.samplng' (did you mean "
+                                            "'teacher.sampling'?)"),
         ("[student.train]\nepoch = 3\n", [], "c.toml: unknown key 'student.train.epoch' (did you mean "
                                              "'student.train.epochs'?)"),
         ("", ["teachr.model=x"], "--set teachr.model: unknown key 'teachr' (did you mean 'teacher'?)"),
@@ -76,7 +82,7 @@ def test_resolved_config_round_trips_through_toml(tmp_path: Path) -> None:
         ("[teacher.sampling]\nn = 0\n", [], "c.toml: teacher.sampling.n: must be >= 1"),
         ("", ["teacher.sampling.n=0"], "--set teacher.sampling.n: must be >= 1"),
         ("[run]\nmode = \"teacher_student\"\n", [], "c.toml: run.mode: Input should be 'single-model' or"),
-        ("[data]\ndomain = \"knowlege\"\n", [], "c.toml: data.domain: unknown domain 'knowlege' (did you mean"),
+        ("[data]\ndomain = \"knowlege\"\n", [], "c.toml: data.domain: unknown domain 'knowlege' (did you"),
         ("[student]\nmodel = \"org/x\"\n", [], "c.toml: student.model: single-model mode uses teacher.model"),
         ("[teacher]\nbackend = \"url\"\n", [], "c.toml: teacher.url: needed when"),
         ("[run\nname = 1\n", [], "c.toml: not valid TOML"),
@@ -114,8 +120,8 @@ def cli_run(tmp_path: Path, text: str, *args: str) -> tuple[int, str]:
         ("[teacher.sampling]\nn = 0\n", [], "teacher.sampling.n: must be >= 1"),
         ("", ["--set", "teacher.sampling.n=0"], "--set teacher.sampling.n: must be >= 1"),
         ("", ["--mode", "solo"], "--set run.mode: Input should be 'single-model' or 'teacher-student'"),
-        ("[data.options]\nmetrik = \"f1\"\n", [], "data.options: unknown option 'metrik' for domain knowledge "
-                                                  "(did you mean 'metric'?)"),
+        ("[data.options]\nmetrik = \"f1\"\n", [],
+         "data.options: unknown option 'metrik' for domain knowledge (did you mean 'metric'?)"),
     ],
 )
 def test_cli_rejects_bad_input_with_one_line_and_writes_nothing(
@@ -134,7 +140,8 @@ def test_cli_refuses_an_existing_run_directory_without_resume(tmp_path: Path) ->
     (existing / "journal.jsonl").write_text(json.dumps({"type": "session", "key": "0"}) + "\n")
     code, output = cli_run(tmp_path, "")
     assert code == 2
-    assert output == f"error: run directory {existing} exists: pass --resume to continue it, or --name NEW for a new run"
+    assert output == f"error: run directory {existing} exists: pass --resume to continue it, or --name NEW " \
+                     "for a new run"
     assert [p.name for p in existing.iterdir()] == ["journal.jsonl"]
 
 

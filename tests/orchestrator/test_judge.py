@@ -74,7 +74,8 @@ def test_verdicts_are_cached_on_disk(server: str, tmp_path: Path) -> None:
 
 
 def test_a_rejected_key_is_a_one_line_error(server: str, tmp_path: Path) -> None:
-    with pytest.raises(JudgeError, match=r"^judge http://127.0.0.1:\d+/v1 \(grader\): AuthenticationError") as e:
+    expected = r"^judge http://127.0.0.1:\d+/v1 \(grader\): AuthenticationError"
+    with pytest.raises(JudgeError, match=expected) as e:
         Judge(server, "grader", "wrong", tmp_path / "c.jsonl").grade(QUESTIONS[:1])
     assert "\n" not in str(e.value)
 

@@ -4,7 +4,9 @@ and an in-process student pool — including resuming from a journal cut at any 
 from __future__ import annotations
 
 import json
+import shutil
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,13 +14,15 @@ import pytest
 from rich.console import Console
 
 from orchestrator import loop
-from orchestrator.config import SealConfig, config_toml, load_config
+from orchestrator.config import SealConfig, config_toml
 from orchestrator.edits import teacher_example
 from orchestrator.journal import CONFIG, JOURNAL, read_journal
 from orchestrator.report import report, round_rows
 from orchestrator.seeds import derive_seed, round_slice, shuffled
 from orchestrator.selection import Scored, select, summarize
 from student.messages import TrainingExample
+
+TinyConfig = Callable[..., SealConfig]  # the tiny_config fixture (conftest.py)
 
 # --- selection -------------------------------------------------------------------------------------------
 
@@ -88,16 +92,6 @@ def test_a_chat_prompt_becomes_an_m_step_example_with_its_system_turn() -> None:
 # --- whole rounds on a tiny model -------------------------------------------------------------------------
 
 
-def tiny_config(model: str, runs: Path, name: str, **overrides: Any) -> SealConfig:
-    settings = {
-        "run.name": name, "run.runs_dir": str(runs), "run.rounds": 1, "data.n_train": 2, "data.n_eval": 2,
-        "teacher.model": model, "teacher.sampling.n": 2, "teacher.sampling.max_tokens": 12,
-        "student.train.epochs": 1, "student.train.max_new_tokens": 4, "restem.train.epochs": 1,
-        "restem.keep_non_improving": True,  # a random model improves nothing; keep its best edits anyway
-    } | overrides
-    return load_config(None, settings)
-
-
 def run(cfg: SealConfig, resume: bool = False) -> list[dict[str, Any]]:
     loop.main(cfg, resume, Console(quiet=True))
     return read_journal(cfg.run_dir / JOURNAL)
@@ -116,16 +110,9 @@ def results(records: list[dict[str, Any]], type_: str) -> dict[str, Any]:
     return out
 
 
-@pytest.fixture(scope="module")
-def whole_run(tiny_model_dir: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    cfg = tiny_config(tiny_model_dir, tmp_path_factory.mktemp("runs"), "whole")
-    run(cfg)
-    return cfg.run_dir
-
-
 @pytest.fixture
-def uninterrupted(whole_run: Path) -> list[dict[str, Any]]:
-    return read_journal(whole_run / JOURNAL)
+def uninterrupted(tiny_run: Path) -> list[dict[str, Any]]:
+    return read_journal(tiny_run / JOURNAL)
 
 
 def test_a_round_journals_every_step_once(uninterrupted: list[dict[str, Any]]) -> None:
@@ -154,14 +141,14 @@ def test_single_model_students_adapt_the_current_teacher(uninterrupted: list[dic
 
 @pytest.mark.parametrize("cut", ["after_edits", "mid_reports", "mstep_started"])
 def test_resuming_a_journal_cut_anywhere_gives_the_uninterrupted_results(
-    tiny_model_dir: str, tmp_path: Path, uninterrupted: list[dict[str, Any]], cut: str
+    tiny_config: TinyConfig, tmp_path: Path, uninterrupted: list[dict[str, Any]], cut: str
 ) -> None:
     types = [r["type"] for r in uninterrupted]
     first_train_report = next(i for i, r in enumerate(uninterrupted) if r["key"].startswith("train/")
                               and r["type"] == "report")
     at = {"after_edits": first_train_report, "mid_reports": first_train_report + 2,
           "mstep_started": types.index("mstep_start") + 1}[cut]
-    cfg = tiny_config(tiny_model_dir, tmp_path, "cut")
+    cfg = tiny_config(tmp_path, "cut")
     cfg.run_dir.mkdir(parents=True)
     (cfg.run_dir / CONFIG).write_text(config_toml(cfg))
     prefix = uninterrupted[:at]  # as a SIGKILL at that point leaves it
@@ -190,8 +177,12 @@ def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
 SMALL = {"data.n_train": 1, "data.n_eval": 1, "teacher.sampling.n": 1}
 
 
-def test_teacher_student_mode_keeps_one_baseline_per_context(tiny_model_dir: str, tmp_path: Path) -> None:
-    cfg = tiny_config(tiny_model_dir, tmp_path, "ts", **SMALL, **{"run.mode": "teacher-student", "run.rounds": 2})
+def test_teacher_student_mode_keeps_one_baseline_per_context(
+    tiny_config: TinyConfig, tiny_model_dir: str, tmp_path: Path
+) -> None:
+    student = shutil.copytree(tiny_model_dir, tmp_path / "student-model")  # another model: the M-step
+    cfg = tiny_config(tmp_path, "ts", **SMALL, **{  # runs on a pool of the teacher's
+        "run.mode": "teacher-student", "run.rounds": 2, "student.model": str(student)})
     records = run(cfg)
     baselines = [r["key"] for r in records if r["type"] == "report" and r["key"].startswith("baseline/")]
     # the fixed student's baseline of the held-out context is measured once, not after every round
@@ -200,18 +191,18 @@ def test_teacher_student_mode_keeps_one_baseline_per_context(tiny_model_dir: str
     assert [row.round for row in round_rows(records)] == [0, 1, 2]
 
 
-def test_more_rounds_on_resume_compute_only_the_new_round(tiny_model_dir: str, tmp_path: Path) -> None:
-    first = run(tiny_config(tiny_model_dir, tmp_path, "grow", **SMALL, **{"run.rounds": 0}))
-    grown = run(tiny_config(tiny_model_dir, tmp_path, "grow", **SMALL, **{"run.rounds": 1}), resume=True)
+def test_more_rounds_on_resume_compute_only_the_new_round(tiny_config: TinyConfig, tmp_path: Path) -> None:
+    first = run(tiny_config(tmp_path, "grow", **SMALL, **{"run.rounds": 0}))
+    grown = run(tiny_config(tmp_path, "grow", **SMALL, **{"run.rounds": 1}), resume=True)
     assert grown[: len(first)] == first
     new = Counter(r["type"] for r in grown[len(first):])
     assert new["evaluation"] == 1 and new["mstep_end"] == 1 and new["session"] == 1
     assert not any(r["key"].startswith("eval/r0/") for r in grown[len(first):])
 
 
-def test_report_reads_rounds_and_contexts_from_the_journal(whole_run: Path) -> None:
-    tables, plot = report(whole_run)
-    rows = round_rows(read_journal(whole_run / JOURNAL))
+def test_report_reads_rounds_and_contexts_from_the_journal(tiny_run: Path) -> None:
+    tables, plot = report(tiny_run)
+    rows = round_rows(read_journal(tiny_run / JOURNAL))
     assert [r.round for r in rows] == [0, 1]
     assert rows[0].reward is None and rows[0].tau is not None  # round 0 only measures
     assert rows[1].kept == 2 and rows[1].parse_failures is not None and rows[1].mstep_loss is not None

@@ -6,8 +6,17 @@ import pickle
 import pytest
 
 from student.messages import (
-    LoRASpec, Probe, ProbeResult, StudentJob, StudentReport, TrainingExample, TrainJob, TrainReport, TrainSpec,
-    from_dict, to_dict,
+    LoRASpec,
+    Probe,
+    ProbeResult,
+    StudentJob,
+    StudentReport,
+    TrainingExample,
+    TrainJob,
+    TrainReport,
+    TrainSpec,
+    from_dict,
+    to_dict,
 )
 
 MESSAGES = [

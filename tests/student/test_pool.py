@@ -12,6 +12,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import psutil
@@ -102,7 +103,8 @@ def test_inprocess_pool_reports_jobs_in_order_and_retries_once(tiny_model_dir: s
 
 
 def test_local_pool_streams_reports_in_completion_order(tiny_model_dir: str, tmp_path: Path) -> None:
-    with LocalPool(tiny_model_dir, 2, threads_per_worker=1, worker_factory=chaos(tmp_path)) as pool:
+    pool = make_pool("local", tiny_model_dir, workers=2, worker_factory=chaos(tmp_path))
+    with closing(pool):
         stream = pool.run(jobs("hang-always", "ok-1", "ok-2"))
         first, second = next(stream), next(stream)  # both arrive while the first job still hangs
         stream.close()  # stop early: the hanging worker is killed and replaced
@@ -180,7 +182,7 @@ def test_pool_survives_crashes_and_timeouts(
     smollm2_dir: str, open_pool: functools.partial[SlotPool], tmp_path: Path
 ) -> None:
     work = jobs("ok-0", "crash-once", "crash-always", "hang-always", "ok-1")
-    with open_pool(smollm2_dir, job_timeout=15, worker_factory=chaos(tmp_path)) as pool:
+    with open_pool(smollm2_dir, job_timeout=30, worker_factory=chaos(tmp_path)) as pool:
         reports = by_id(pool.run(work))
 
     assert reports.keys() == {job.job_id for job in work}
@@ -190,7 +192,7 @@ def test_pool_survives_crashes_and_timeouts(
     assert reports["crash-once"].results
     crashed, hung = reports["crash-always"], reports["hang-always"]
     assert (crashed.ok, crashed.attempt) == (False, ATTEMPTS) and "died" in (crashed.error or "")
-    assert (hung.ok, hung.attempt) == (False, ATTEMPTS) and hung.error == "timed out after 15 s"
+    assert (hung.ok, hung.attempt) == (False, ATTEMPTS) and hung.error == "timed out after 30 s"
 
 
 @pytest.mark.slow

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
@@ -8,7 +10,7 @@ from student.messages import StudentJob, TrainingExample, TrainSpec
 from student.sft import IGNORE, collate, encode, prompt_ids
 from student.student import Student
 
-EXAMPLE = TrainingExample(prompt="Where does the Quen flow?", completion="Through Quenton.", system="Be brief.")
+EXAMPLE = TrainingExample("Where does the Quen flow?", "Through Quenton.", system="Be brief.")
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +43,7 @@ def test_truncates_to_max_seq_len(tokenizer: PreTrainedTokenizerBase) -> None:
 
 
 def test_dynamic_padding_keeps_pads_out_of_attention_and_loss(tokenizer: PreTrainedTokenizerBase) -> None:
-    short, long = (encode(tokenizer, TrainingExample("", text), TrainSpec(chat=False)) for text in ("a b", "a b c d e"))
+    short, long = (encode(tokenizer, TrainingExample("", t), TrainSpec(chat=False)) for t in ("a", "a b c"))
     batch = collate([short, long], pad_id=tokenizer.pad_token_id)
     n = len(short.input_ids)
     assert batch["input_ids"].shape == (2, len(long.input_ids))
@@ -76,3 +78,13 @@ def test_max_steps_and_tokens_trained(tiny_student: Student, tokenizer: PreTrain
     report = tiny_student.run(StudentJob("steps", 0, examples, probes=(), train=spec))
     assert len(report.epoch_losses) == 2  # 2 steps per epoch, capped after the second epoch
     assert report.tokens_trained == 2 * sum(len(encode(tokenizer, e, spec).input_ids) for e in examples)
+
+
+def test_reference_compat_job_trains_on_pads(tiny_student: Student) -> None:
+    examples = (TrainingExample("Q", "short"), TrainingExample("Q", "a much longer answer than the other"))
+    spec = TrainSpec(epochs=1, batch_size=2, max_seq_len=64)
+    ours = tiny_student.run(StudentJob("dyn", 0, examples, probes=(), train=spec))
+    compat = replace(spec, reference_compat=True)
+    ref = tiny_student.run(StudentJob("ref", 0, examples, probes=(), train=compat))
+    assert ref.tokens_trained == ours.tokens_trained  # real tokens only, in both
+    assert abs(ref.epoch_losses[0] - ours.epoch_losses[0]) > 1e-3  # ~40 pad labels joined the loss

@@ -26,12 +26,14 @@ def logits(student: Student) -> torch.Tensor:
         return student.model(input_ids=ids).logits.float()
 
 
-@pytest.mark.parametrize("other_lora", [LoRASpec(), LoRASpec(r=4, alpha=4, target_modules=("o_proj", "up_proj"))],
-                         ids=["same-shape", "re-wrap"])
+RESHAPED = LoRASpec(r=4, alpha=4, target_modules=("o_proj", "up_proj"))
+
+
+@pytest.mark.parametrize("other_lora", [LoRASpec(), RESHAPED], ids=["same-shape", "re-wrap"])
 def test_a_job_does_not_depend_on_the_one_before(tiny_student: Student, other_lora: LoRASpec) -> None:
     job = StudentJob("a", seed=1, examples=EXAMPLES, probes=PROBES, train=FAST)
     first, first_lora = tiny_student.run(job), lora_state(tiny_student)
-    other = tiny_student.run(StudentJob("b", seed=2, examples=EXAMPLES[:3], probes=PROBES, lora=other_lora, train=FAST))
+    other = tiny_student.run(StudentJob("b", 2, EXAMPLES[:3], PROBES, lora=other_lora, train=FAST))
     again = tiny_student.run(job)
     assert other.epoch_losses != first.epoch_losses
     assert again.epoch_losses == first.epoch_losses and again.results == first.results
@@ -91,7 +93,7 @@ def test_init_adapter_starts_from_the_saved_weights(trained_adapter: Path, tiny_
     a, b = (Path(d, "adapter_model.safetensors").read_bytes() for d in (trained_adapter, tmp_path / "b"))
     assert a == b
     with pytest.raises(ValueError, match="init adapter"):
-        tiny_student.train(TrainJob("m3", 5, EXAMPLES, str(tmp_path / "c"), init_adapter=str(trained_adapter)))
+        tiny_student.train(TrainJob("m3", 5, EXAMPLES, f"{tmp_path}/c", init_adapter=str(trained_adapter)))
 
 
 def test_base_adapter_is_merged_once_and_unmerged_exactly(trained_adapter: Path, tiny_model_dir: str,
@@ -99,13 +101,14 @@ def test_base_adapter_is_merged_once_and_unmerged_exactly(trained_adapter: Path,
     baseline = StudentJob("base", 0, examples=(), probes=PROBES, train=FAST)
     tiny_student.run(baseline)
     plain = logits(tiny_student)
-    merged_job = StudentJob("merged", 0, examples=(), probes=PROBES, train=FAST, base_adapter=str(trained_adapter))
+    adapter = str(trained_adapter)
+    merged_job = StudentJob("merged", 0, examples=(), probes=PROBES, train=FAST, base_adapter=adapter)
     tiny_student.run(merged_job)
-    tiny_student.run(StudentJob("merged-train", 0, EXAMPLES, PROBES, train=FAST, base_adapter=str(trained_adapter)))
+    tiny_student.run(StudentJob("merged-train", 0, EXAMPLES, PROBES, train=FAST, base_adapter=adapter))
     tiny_student.run(merged_job)  # same adapter again: must not merge a second time
     merged = logits(tiny_student)
 
-    peft_merged = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), trained_adapter)
+    peft_merged = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), adapter)
     expected = peft_merged.merge_and_unload().model.layers[0].mlp.down_proj.weight
     ours = tiny_student.model.get_base_model().model.layers[0].mlp.down_proj.weight
     original = AutoModelForCausalLM.from_pretrained(tiny_model_dir).model.layers[0].mlp.down_proj.weight
@@ -135,7 +138,7 @@ FICTION = [  # a made-up fact: no pretrained model can know it
 def test_smollm2_learns_a_fact_it_did_not_know(smollm2_dir: str) -> None:
     student = Student(smollm2_dir, device="cpu")
     probe = (Probe("capital", "What is the capital of Veloria?", "Quenmarsh"),)
-    spec = TrainSpec(lr=1e-3, epochs=4, batch_size=4, loss_on="completion", max_new_tokens=24)
+    spec = TrainSpec(lr=1e-3, epochs=5, batch_size=2, loss_on="completion", max_new_tokens=24)
     examples = tuple(TrainingExample(q, a) for q, a in FICTION)
     before = student.run(StudentJob("base", 0, (), probe, train=spec))
     after = student.run(StudentJob("fact", 0, examples, probe, train=spec))

@@ -82,6 +82,18 @@ def test_teacher_adapter_trained_by_a_train_job_is_hot_loaded(
     assert vllm_teacher.propose(probe, GREEDY) == base
 
 
+def test_seeded_sampling_survives_prefills_larger_than_one_step(vllm_teacher: VLLMTeacher) -> None:
+    """16 passages (~5k prompt tokens) at once: vLLM-CPU would split their prefill across steps, and a
+    split prefill of a seeded request crashed its engine ("CPU Generator does not use offset")."""
+    domain = KnowledgeDomain()
+    prompts = [domain.teacher_prompt(p) for p in load_passages(default_data())[:16]]
+    assert vllm_teacher.server is not None
+    pid = vllm_teacher.server.pid
+    rows = vllm_teacher.propose(prompts, Sampling(n=2, temperature=1.0, max_tokens=4, seed=0))
+    assert [len(r) for r in rows] == [2] * 16
+    assert vllm_teacher.server.pid == pid  # answered without a crash and a restart
+
+
 def test_wrong_api_key_is_one_line(vllm_teacher: VLLMTeacher) -> None:
     assert vllm_teacher.server is not None
     with pytest.raises(TeacherError, match="rejected the API key \\(401") as e:

@@ -1,0 +1,54 @@
+"""`seal eval`, `seal distill` and `seal compare` end to end on the tiny model, through the CLI."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from orchestrator.cli import app
+from orchestrator.config import SealConfig, config_toml
+from orchestrator.journal import JOURNAL, read_journal
+
+runner = CliRunner()
+
+
+def test_eval_prints_the_paper_table_with_the_trained_teacher(tiny_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "table.json"
+    result = runner.invoke(app, ["eval", "--run", str(tiny_run), "--set", "data.n_eval=1", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    table = json.loads(out.read_text())
+    names = ["no adaptation", "passage only", "base edits", "trained edits"]
+    assert [row["name"] for row in table["rows"]] == names
+    assert table["adapter"].endswith("adapters/round-1/teacher")
+    assert all(name in result.output for name in names)
+
+
+def test_distill_trains_a_student_on_the_trained_teachers_edits(tiny_run: Path, tiny_model_dir: str) -> None:
+    args = ["distill", str(tiny_run), "--student", tiny_model_dir, "--contexts", "2", "--name", "tiny"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    out = tiny_run / "distill" / "tiny"
+    assert len((out / "edits.jsonl").read_text().splitlines()) == 2
+    assert (out / "adapter" / "adapter_model.safetensors").exists()
+    again = runner.invoke(app, args)
+    assert again.exit_code == 2 and "exists: pass --name NEW" in again.output
+
+
+def test_compare_runs_both_modes_on_the_same_held_out_contexts(
+    tiny_config: Callable[..., SealConfig], tmp_path: Path
+) -> None:
+    cfg = tiny_config(tmp_path / "runs", "cmp", **{"data.n_train": 1, "data.n_eval": 1, "teacher.sampling.n": 1})
+    config = tmp_path / "cmp.toml"
+    config.write_text(config_toml(cfg))
+    result = runner.invoke(app, ["compare", str(config)])
+    assert result.exit_code == 0, result.output
+    modes = {mode: read_journal(tmp_path / "runs" / f"cmp-{mode}" / JOURNAL)
+             for mode in ("single-model", "teacher-student")}
+    held_out = {mode: {r["key"].split("/")[2] for r in records if r["key"].startswith("eval/")}
+                for mode, records in modes.items()}
+    assert held_out["single-model"] == held_out["teacher-student"]
+    assert (tmp_path / "runs" / "cmp-compare.png").exists()
+    assert "single-model" in result.output and "teacher-st" in result.output
