@@ -121,7 +121,8 @@ def _save(fig: Any, axes: Sequence[Any], out: Path) -> Path:
     from matplotlib.ticker import MaxNLocator
 
     for ax in axes:
-        ax.set(xlabel="round (0 = before training)", ylim=(-0.03, 1.03))
+        ax.set(xlabel="round (0 = before training)")
+        ax.set_ylim(bottom=0)  # τ, rewards and shares are never negative; the top follows the data
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend()
     fig.tight_layout()
