@@ -7,7 +7,10 @@ baseline), the local pool with 1 and with 2 worker processes, and the Ray pool w
   startup     spawning workers and loading the model (and, for Ray, starting Ray)
 
 On a CPU the workers split the cores (2 workers × half the threads), so 2 workers gain only what one
-process leaves unused; on GPUs each worker has its own device and jobs/min scales with them.
+process leaves unused; on GPUs each worker has its own device and jobs/min scales with them. Run it
+on an idle machine: when other processes share the cores, multi-threaded students slow down far more
+than one-thread ones (OpenMP threads wait on each other), and the rows measure the contention. The
+JSON keeps the load average before and after the run to show it.
 
     python benchmarks/pool_scaling.py [--model smollm2-135m-instruct] [--jobs 8] [--overhead-runs 10]
 """
@@ -121,8 +124,9 @@ def pools(model: str) -> list[tuple[str, int, Callable[[], Pool]]]:
             ("ray", 2, ray(2))]
 
 
-def report(rows: list[Row], settings: dict[str, Any], out: Path, console: Console) -> None:
-    machine = {"cpus": os.cpu_count(), "cpu": platform.processor(), "load_avg_5m": os.getloadavg()[1]}
+def report(rows: list[Row], settings: dict[str, Any], load_before: float, out: Path, console: Console) -> None:
+    machine = {"cpus": os.cpu_count(), "cpu": platform.processor(), "load_avg_1m_before": load_before,
+               "load_avg_5m_after": os.getloadavg()[1]}
     result = {"benchmark": "pool_scaling", "machine": machine, "settings": settings,
               "rows": [asdict(r) | {"jobs_per_min": r.jobs_per_min()} for r in rows]}
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -144,13 +148,13 @@ def main() -> None:
     args = parser.parse_args()
     console = Console()
     model, jobs = resolve_model(args.model), make_jobs(args.jobs)
-    rows = []
+    load_before, rows = os.getloadavg()[0], []
     for name, workers, open_pool in pools(model):
         with console.status(f"{name} × {workers}: start, {len(jobs)} jobs, then trivial jobs"):
             rows.append(measure(name, workers, open_pool, jobs, args.overhead_runs))
     job = asdict(jobs[0].train) | {"examples": len(jobs[0].examples), "probes": len(jobs[0].probes)}
     settings = {"model": args.model, "jobs": len(jobs), "overhead_runs": args.overhead_runs, "job": job}
-    report(rows, settings, args.out, console)
+    report(rows, settings, load_before, args.out, console)
 
 
 if __name__ == "__main__":
