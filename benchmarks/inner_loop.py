@@ -3,9 +3,10 @@
 Both pipelines train on the same token sequences, built as the reference's build_train_sequences
 does (SEAL's base_val.json, completions[0]: title + each line of the edit, plus the passage; here
 as chat turns, title as the user turn, ending with EOS) with the paper's LoRA hyperparameters
-(r=32, α=64, q/v projections, lr 1e-3, loss on all tokens), and answer the same probes (title as
-topic, chat template, greedy, 64 tokens) with the same batched generation code.
-- ours: one resident `Student`; LoRA reset in place, dynamic padding, pads out of the loss, batches.
+(r=32, α=64, q/v projections, lr 1e-3, 10 epochs), and answer the same probes (title as topic,
+chat template, greedy, 64 tokens) with the same batched generation code.
+- ours: one resident `Student`; LoRA reset in place, dynamic padding, batches of 4, loss on the
+  assistant turns only by default (`--loss-on all` trains the system and user turns too).
 - naive (the reference's TTT server, made worse as the issue asks): model loaded and
   `get_peft_model` per edit, HF `Trainer`, batch 1, every sequence padded to 2,048 with the pads in
   the loss, one edit at a time.
@@ -23,7 +24,7 @@ import os
 import tempfile
 import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -33,7 +34,7 @@ from peft import LoraConfig, get_peft_model
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
-from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
+from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, Trainer, TrainingArguments
 
 from orchestrator.models import SMOLLM2, resolve_model
 from student.messages import LoRASpec, Probe, StudentJob, TrainingExample, TrainSpec
@@ -93,8 +94,9 @@ def naive(model_path: str, edit: Edit, spec: TrainSpec, epochs: int, seed: int) 
     torch.manual_seed(seed)
     model = get_peft_model(model, LoraConfig(r=LORA.r, lora_alpha=LORA.alpha, lora_dropout=0.0,
                                              task_type="CAUSAL_LM"))  # peft's default targets: q, v
+    everything = replace(spec, loss_on="all")
     rows = [  # padded to max_seq_len, labels = input_ids, pads included
-        {k: v[0] for k, v in collate([encode(tokenizer, e, spec)], tokenizer.pad_token_id,
+        {k: v[0] for k, v in collate([encode(tokenizer, e, everything)], tokenizer.pad_token_id,
                                      pad_to=spec.max_seq_len, loss_on_pads=True).items()}
         for e in edit.examples
     ]
@@ -103,7 +105,9 @@ def naive(model_path: str, edit: Edit, spec: TrainSpec, epochs: int, seed: int) 
                                  learning_rate=spec.lr, save_strategy="no", report_to=[], use_cpu=True,
                                  seed=seed, disable_tqdm=True, logging_strategy="no")
         train_start = time.perf_counter()
-        Trainer(model=model, args=args, train_dataset=rows).train()
+        trainer = Trainer(model=model, args=args, train_dataset=rows)
+        trainer.remove_callback(PrinterCallback)  # it prints the run's metrics even with logging off
+        trainer.train()
         train_seconds = time.perf_counter() - train_start
     answers = generate_answers(model, tokenizer, edit.probes, spec)
     measured = time.perf_counter() - start
@@ -152,17 +156,19 @@ def main(
     epochs: Annotated[int, typer.Option(min=1)] = 10,
     naive_epochs: Annotated[int, typer.Option(min=1, help="epochs the naive one runs (time scaled up)")] = 1,
     batch_size: Annotated[int, typer.Option(min=1, help="ours (the naive one uses 1, as the reference)")] = 4,
+    loss_on: Annotated[str, typer.Option(help="ours: completion | all (the naive one: all, pads too)")] = "completion",
     threads: Annotated[int, typer.Option(min=1)] = 2,
     out: Annotated[Path, typer.Option(help="JSON results")] = OUT,
 ) -> None:
-    if not data.exists():
-        console.print(f"error: --data {data} does not exist")
+    if not data.exists() or loss_on not in ("completion", "all"):
+        console.print(f"error: --data {data} does not exist" if not data.exists()
+                      else f"error: --loss-on must be completion or all, not {loss_on!r}")
         raise typer.Exit(2)
     torch.set_num_threads(threads)
     load_before = os.getloadavg()[0]  # other work on the machine slows both pipelines; record it
     path = resolve_model(model)
     items = load_edits(data, edits)
-    spec = TrainSpec(lr=1e-3, epochs=epochs, batch_size=batch_size, loss_on="all", max_new_tokens=64)
+    spec = TrainSpec(lr=1e-3, epochs=epochs, batch_size=batch_size, loss_on=loss_on, max_new_tokens=64)
     peaks = {"bf16": matmul_peak(torch.bfloat16), "fp32": matmul_peak(torch.float32)}
 
     student = Student(path, threads=threads)
@@ -182,6 +188,7 @@ def main(
     common = len(naive_rows)
     result = {
         "model": path, "data": str(data), "lora": asdict(LORA), "epochs": epochs, "batch_size": batch_size,
+        "loss_on": loss_on,
         "naive_epochs_run": naive_epochs, "threads": threads, "parameters": params,
         "load_average_1min": {"start": load_before, "end": os.getloadavg()[0]},
         "baseline_contains": mean(baseline), "peak_flops": peaks,

@@ -6,9 +6,9 @@ trains it with `student.sft`, answers the probes by batched greedy generation an
 with `student.metrics`. A different LoRA shape (r, alpha, targets) re-wraps; that is rare.
 
 Precision: bf16 autocast where the device supports it, with the base weights stored in bf16 and
-the LoRA weights in fp32 (peft's default), which the optimiser updates. On this CPU a training
-step costs the same with fp32 base weights, but greedy generation is 3× slower, because autocast
-re-casts fp32 weights at every decoding step.
+the LoRA weights in fp32 (peft's default), which the optimiser updates. Measured on this CPU
+(SmolLM2-135M, r=32 on q/v, batch 4): fp32 base weights make a training step 3–14 % slower and
+greedy generation 1.7× slower, because autocast re-casts them to bf16 at every decoding step.
 """
 
 from __future__ import annotations
