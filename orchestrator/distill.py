@@ -64,7 +64,7 @@ def distill(
         job_id=f"distill/{name}", seed=derive_seed(cfg.run.seed, "distill", name), examples=examples,
         output_dir=str(out / "adapter"), lora=cfg.student.lora, train=usable[0].train,
     )
-    pool = build_pool(cfg, resolve_model(student), None, workers=1)
+    pool = build_pool(cfg, resolve_model(student), workers=1)
     try:
         with console.status(f"training {student} on {len(examples)} examples"):
             (report,) = pool.run([job])

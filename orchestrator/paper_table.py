@@ -105,7 +105,7 @@ def _on_base(cell: evaluate.Cell, base: str | None) -> evaluate.Cell:
 def _run(
     cfg: SealConfig, inputs: Inputs, jobs: list[StudentJob], console: Console
 ) -> dict[str, StudentReport]:
-    pool = build_pool(cfg, inputs.student_model, None)
+    pool = build_pool(cfg, inputs.student_model)
     try:
         return evaluate.collect(pool.run(jobs), len(jobs), console)
     finally:

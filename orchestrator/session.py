@@ -8,7 +8,6 @@ and the student pool. The session is what loop.py passes around; it holds no alg
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 from collections.abc import Sequence
@@ -95,7 +94,7 @@ class Session:
         if self.inputs.student_model == self.inputs.teacher_model:
             return self.pool
         if self._trainer is None:
-            self._trainer = build_pool(self.cfg, self.inputs.teacher_model, None, workers=1)
+            self._trainer = build_pool(self.cfg, self.inputs.teacher_model, workers=1)
         return self._trainer
 
     def close(self) -> None:
@@ -108,8 +107,6 @@ class Session:
 
 
 def check_inputs(cfg: SealConfig) -> Inputs:
-    if cfg.pool.kind == "inline" and importlib.util.find_spec("student.pools.inline") is None:
-        raise ConfigError('pool.kind: "inline" is not available in this version (issue 9); use "inprocess"')
     data = cfg.data
     try:
         domain = make_domain(data.domain, data.options)
@@ -165,15 +162,30 @@ def open_session(cfg: SealConfig, resume: bool, console: Console) -> Session:
     journal = Journal(run_dir / JOURNAL)
     journal.append("session", str(sum(1 for _ in journal.of_type("session"))), argv=sys.argv, pid=os.getpid())
     metrics = MetricsSink(run_dir, make_tracker(cfg, run_dir, lambda m: console.print(f"warning: {m}")))
+    teacher, pool = build_roles(cfg, inputs, run_dir, api_key, console)
+    return Session(cfg, inputs, run_dir, journal, teacher, pool, Phases(console), metrics, console)
+
+
+def build_roles(
+    cfg: SealConfig, inputs: Inputs, run_dir: Path, api_key: str | None, console: Console
+) -> tuple[Teacher, Pool]:
+    """The teacher and the student pool: two of them, or one network when the pool is inline."""
+    if cfg.pool.kind == "inline":
+        from student.pools.inline import InlinePool
+        from teacher.hf import HFTeacher
+
+        with console.status(f"loading {cfg.teacher.model} once for both roles (inline pool)"):
+            pool = InlinePool(inputs.student_model)
+            return HFTeacher(inputs.teacher_model, network=pool.network), pool
     with console.status(f"starting the teacher ({cfg.teacher.backend}: {cfg.teacher.model})"):
         teacher = build_teacher(cfg, inputs.teacher_model, run_dir, api_key)
     try:
         with console.status(f"starting the student pool ({cfg.pool.kind}, {cfg.pool.workers} worker(s))"):
-            pool = build_pool(cfg, inputs.student_model, teacher)
+            pool = build_pool(cfg, inputs.student_model)
     except BaseException:
         teacher.close()  # never leave a managed vLLM server behind
         raise
-    return Session(cfg, inputs, run_dir, journal, teacher, pool, Phases(console), metrics, console)
+    return teacher, pool
 
 
 def teacher_api_key(cfg: SealConfig) -> str | None:
@@ -199,14 +211,12 @@ def build_teacher(cfg: SealConfig, model: str, run_dir: Path, api_key: str | Non
     return VLLMTeacher.launch(model, run_dir, options, adapter_sync=t.adapter_sync)
 
 
-def build_pool(cfg: SealConfig, model: str, teacher: Teacher | None, workers: int | None = None) -> Pool:
-    p = cfg.pool
-    if p.kind == "inline" and teacher is not None:
-        from student.pools.inline import InlinePool
-
-        return InlinePool(teacher)
+def build_pool(cfg: SealConfig, model: str, workers: int | None = None) -> Pool:
+    """A pool of students of `model`; for a config whose pool is inline, where no teacher shares it
+    (evaluation, distillation), the in-process pool."""
     from student.pool import make_pool
 
+    p = cfg.pool
     kind = "inprocess" if p.kind == "inline" else p.kind
     workers = workers or p.workers
     return make_pool(kind, model, workers=workers, ray_address=p.ray_address, job_timeout=p.job_timeout)

@@ -9,6 +9,11 @@ Precision: bf16 autocast where the device supports it, with the base weights sto
 the LoRA weights in fp32 (peft's default), which the optimiser updates. Measured on this CPU
 (SmolLM2-135M, r=32 on q/v, batch 4): fp32 base weights make a training step 3–14 % slower and
 greedy generation 1.7× slower, because autocast re-casts them to bf16 at every decoding step.
+
+A job's `base_adapter` (single-model mode: the current teacher adapter) is merged into the base
+weights by default. With `stack_base_adapter` (the inline pool, DESIGN §3) it is loaded instead as a
+second, frozen PEFT adapter under the job's fresh LoRA, and the teacher generates on the same network
+through `Student.generator()`, its adapter alone active: one copy of the weights serves both roles.
 """
 
 from __future__ import annotations
@@ -16,8 +21,9 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Sequence
-from contextlib import nullcontext
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
 
 import torch
 from accelerate import Accelerator
@@ -43,23 +49,28 @@ from student.metrics import score
 from student.sft import SFTResult, prompt_ids, train_lora
 
 EVAL_BATCH = 16  # probes per generate() call
+JOB_LORA = "default"  # peft's name for the adapter a model is wrapped with: each job's fresh LoRA
+STACKED = "base"  # the stacked base adapter's name (stack_base_adapter)
 
 
 class Student:
-    def __init__(self, model: str, *, device: str | None = None, threads: int | None = None) -> None:
+    def __init__(self, model: str, *, device: str | None = None, threads: int | None = None,
+                 stack_base_adapter: bool = False, bf16: bool | None = None) -> None:
         """`model`: a local folder or a Hub id. `device`: "cpu", "cuda", "cuda:N", or None for
-        accelerate's choice (a GPU when there is one)."""
+        accelerate's choice (a GPU when there is one). `stack_base_adapter`: see the module docstring.
+        `bf16`: None = where the device supports it; False = fp32 throughout (exact comparisons)."""
         if threads:
             torch.set_num_threads(threads)
         on_cpu = device == "cpu" or not torch.cuda.is_available()
         if device and device.startswith("cuda:"):
             torch.cuda.set_device(device)
-        bf16 = _bf16_supported(on_cpu)
+        bf16 = _bf16_supported(on_cpu) if bf16 is None else bf16
         self.accelerator = Accelerator(cpu=on_cpu, mixed_precision="bf16" if bf16 else "no")
         self.tokenizer = AutoTokenizer.from_pretrained(model)
         base = AutoModelForCausalLM.from_pretrained(model, dtype=torch.bfloat16 if bf16 else torch.float32)
-        self._wrap(base.to(self.accelerator.device), LoRASpec())
+        self.stack_base_adapter = stack_base_adapter
         self.base_adapter: str | None = None
+        self._wrap(base.to(self.accelerator.device), LoRASpec())
         self._unmerged: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -71,7 +82,7 @@ class Student:
         if job.examples:
             fit = self._fit(job.lora, job.train, job.examples, job.seed)
         start = time.perf_counter()
-        with nullcontext() if job.examples else self.model.disable_adapter():
+        with self._job_lora_active(bool(job.examples)):
             answers = self.answer(job.probes, job.train)
         scored = zip(job.probes, answers, strict=True)
         results = tuple(ProbeResult(p.probe_id, a, score(a, p.gold)) for p, a in scored)
@@ -86,7 +97,7 @@ class Student:
         self._use_base_adapter(None)
         fit = self._fit(job.lora, job.train, job.examples, job.seed, job.init_adapter)
         if self.accelerator.is_main_process:
-            save_adapter(self.model, job.output_dir)
+            save_adapter(self.model, job.output_dir)  # the job's LoRA only: a stacked base adapter is gone
         return TrainReport(
             job_id=job.job_id, ok=True, adapter_dir=job.output_dir, epoch_losses=fit.epoch_losses,
             tokens_trained=fit.tokens_trained, train_seconds=fit.seconds, worker=self.worker,
@@ -95,6 +106,12 @@ class Student:
     def answer(self, probes: Sequence[Probe], spec: TrainSpec) -> list[str]:
         with self.accelerator.autocast():
             return generate_answers(self.model, self.tokenizer, probes, spec)
+
+    def generator(self) -> StackedGenerator:
+        """This network as a teacher generates with it (stack_base_adapter only)."""
+        if not self.stack_base_adapter:
+            raise ValueError("Student.generator() needs stack_base_adapter=True")
+        return StackedGenerator(self)
 
     def _fit(self, lora: LoRASpec, spec: TrainSpec, examples: Sequence[TrainingExample], seed: int,
              init_adapter: str | None = None) -> SFTResult:
@@ -109,6 +126,8 @@ class Student:
         self.model: PeftModel = get_peft_model(base, _lora_config(lora))
         self._prepared = self.accelerator.prepare_model(self.model)
         self.lora = lora
+        if self.stack_base_adapter and self.base_adapter:  # a re-wrap unloaded it with the job's LoRA
+            self._stack(self.base_adapter)
 
     def _reset_lora(self, lora: LoRASpec, seed: int) -> None:
         """A from the seed (kaiming-uniform, as peft initialises it), B zero: the adapter is a no-op
@@ -127,12 +146,74 @@ class Student:
         must come in a new folder (run folders are never overwritten, DESIGN §5)."""
         if adapter_dir == self.base_adapter:
             return
+        if self.stack_base_adapter:
+            self._stack(adapter_dir)
+            self.base_adapter = adapter_dir
+            return
         for weight, original in self._unmerged:
             weight.data.copy_(original)
         self._unmerged, self.base_adapter = [], None
         if adapter_dir is not None:
             self._unmerged = merge_adapter(self.model.get_base_model(), adapter_dir)
             self.base_adapter = adapter_dir
+
+    def _stack(self, adapter_dir: str | None) -> None:
+        """Replace the stacked base adapter, frozen, active under every job's LoRA from now on."""
+        if STACKED in self.model.peft_config:
+            self.model.delete_adapter(STACKED)
+        if adapter_dir is not None:
+            self.model.load_adapter(adapter_dir, adapter_name=STACKED, is_trainable=False)
+        self._activate([JOB_LORA, STACKED] if adapter_dir is not None else [JOB_LORA])
+
+    def _activate(self, names: list[str]) -> None:
+        """Set the LoRAs that take part in forward passes, on the layers: peft's model-level
+        set_adapter takes one name, and its layer-level one makes every named adapter trainable."""
+        for module in self.model.modules():
+            if isinstance(module, LoraLayer):
+                module.set_adapter(names)
+        for name, param in self.model.named_parameters():
+            param.requires_grad_(f".{JOB_LORA}." in name and JOB_LORA in names)
+
+    @contextmanager
+    def _job_lora_active(self, active: bool) -> Iterator[None]:
+        """The job's LoRA in or out of the forward pass; a stacked base adapter stays in."""
+        if active:
+            yield
+        elif not (self.stack_base_adapter and self.base_adapter):
+            with self.model.disable_adapter():
+                yield
+        else:
+            self._activate([STACKED])
+            try:
+                yield
+            finally:
+                self._activate([JOB_LORA, STACKED])
+
+
+class StackedGenerator:
+    """A stacking Student's network as its teacher sees it (teacher.hf.HFTeacher's `network`): `generate`
+    runs with the adapter last given to `use_adapter` stacked and alone active, the job's LoRA off."""
+
+    def __init__(self, student: Student) -> None:
+        self.student = student
+        self.adapter: str | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return self.student.model.device
+
+    @property
+    def generation_config(self) -> Any:
+        return self.student.model.generation_config
+
+    def use_adapter(self, adapter_dir: str | None) -> None:
+        self.adapter = adapter_dir  # stacked lazily: jobs run in between may stack another one
+
+    def generate(self, **kwargs: Any) -> torch.Tensor:
+        self.student._use_base_adapter(self.adapter)
+        self.student.model.eval()
+        with self.student._job_lora_active(False):
+            return self.student.model.generate(**kwargs)
 
 
 def generate_answers(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, probes: Sequence[Probe],

@@ -3,9 +3,14 @@
 The base model is loaded once. An adapter is merged into the weights (merged decoding is the fastest
 on CPU, shared/research/feasibility.md 3h) after the weights it touches are copied aside; returning
 to the base copies them back, so base outputs are bit-identical before and after an adapter.
+
+Given a `network` (the inline pool's student, DESIGN §3), the teacher loads no model of its own: it
+generates on that network, which stacks the teacher adapter instead of merging it.
 """
 
 from __future__ import annotations
+
+from typing import Any, Protocol
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -14,18 +19,34 @@ from teacher.adapters import check_adapter
 from teacher.base import Proposal, Sampling, TeacherPrompt
 
 
+class Network(Protocol):
+    """A loaded model owned elsewhere that generates with the adapter last passed to `use_adapter`."""
+
+    device: torch.device
+    generation_config: Any
+
+    def use_adapter(self, adapter_dir: str | None) -> None: ...
+
+    def generate(self, **kwargs: Any) -> torch.Tensor: ...
+
+
 class HFTeacher:
     def __init__(
         self, model: str, *, device: str | None = None, dtype: torch.dtype = torch.bfloat16,
-        max_batch_sequences: int = 64, threads: int | None = None,
+        max_batch_sequences: int = 64, threads: int | None = None, network: Network | None = None,
     ) -> None:
+        """`model`: a folder or Hub id (its tokenizer, and its weights unless `network` is given)."""
         if threads:
             torch.set_num_threads(threads)
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.tokenizer = AutoTokenizer.from_pretrained(model, padding_side="left")
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(model, dtype=dtype).to(self.device).eval()
+        self.network = network
+        if network is None:
+            self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+            self.model: Any = AutoModelForCausalLM.from_pretrained(model, dtype=dtype).to(self.device).eval()
+        else:
+            self.device, self.model = network.device, network
         self.max_batch_sequences = max_batch_sequences
         self.adapter: str | None = None
         self._saved: list[tuple[torch.Tensor, torch.Tensor]] = []  # (live weight, base copy) under an adapter
@@ -49,7 +70,9 @@ class HFTeacher:
 
         self._restore_base()
         path = check_adapter(adapter_dir) if adapter_dir else None
-        if path:
+        if self.network is not None:  # as given: the network's jobs name the adapter the same way
+            self.network.use_adapter(adapter_dir if path else None)
+        elif path:
             peft_model = PeftModel.from_pretrained(self.model, path)
             layers = [m.get_base_layer() for m in peft_model.modules() if isinstance(m, LoraLayer)]
             self._saved = [(p, p.detach().clone()) for layer in layers for p in layer.parameters()]

@@ -1,7 +1,9 @@
-"""Session fixtures: one real model folder and one tiny random model per test session."""
+"""Session fixtures: one real model folder and one tiny random model per test session, and saved LoRA
+adapters with random weights."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -32,3 +34,30 @@ def tiny_model_dir(smollm2_dir: str, tmp_path_factory: pytest.TempPathFactory) -
     LlamaForCausalLM(config).save_pretrained(out)
     tokenizer.save_pretrained(out)
     return str(Path(out))
+
+
+@pytest.fixture(scope="session")
+def make_adapter() -> Callable[..., str]:
+    """`make_adapter(model_dir, out, r=8, seed=0, scale=1.0)`: a saved LoRA adapter whose B is random
+    (peft's default B = 0 would be a no-op) and scaled by alpha/r = 8, so that it changes even an answer
+    the model is sure of (at alpha/r = 2 "The capital of France is Paris." survived some seeds).
+    `scale` < 1 shrinks B: an adapter that changes a real model's answers but leaves them fluent."""
+
+    def make(model_dir: str, out: Path, r: int = 8, seed: int = 0, scale: float = 1.0) -> str:
+        import torch
+        from peft import LoraConfig, get_peft_model
+        from transformers import AutoModelForCausalLM
+
+        torch.manual_seed(seed)
+        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+        targets = ["q_proj", "v_proj"]
+        config = LoraConfig(r=r, lora_alpha=8 * r, target_modules=targets, init_lora_weights=False)
+        peft_model = get_peft_model(model, config)
+        with torch.no_grad():
+            for name, param in peft_model.named_parameters():
+                if "lora_B" in name:
+                    param.mul_(scale)
+        peft_model.save_pretrained(out)
+        return str(out)
+
+    return make

@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from rich.console import Console
+from safetensors.torch import load_file
 
 from orchestrator import loop
 from orchestrator.config import SealConfig, config_toml
@@ -198,6 +200,30 @@ def test_more_rounds_on_resume_compute_only_the_new_round(tiny_config: TinyConfi
     new = Counter(r["type"] for r in grown[len(first):])
     assert new["evaluation"] == 1 and new["mstep_end"] == 1 and new["session"] == 1
     assert not any(r["key"].startswith("eval/r0/") for r in grown[len(first):])
+
+
+def test_the_inline_pool_runs_the_same_loop_on_one_network(
+    tiny_run: Path, tiny_config: TinyConfig, tmp_path: Path
+) -> None:
+    """The same seeds as the in-process run: the same edits, answers and rewards until a teacher adapter
+    exists, and a bit-identical M-step adapter. After it the inline teacher samples with that adapter
+    stacked, the in-process one with it merged into bf16 weights: round 1's held-out edits may part."""
+    inline = run(tiny_config(tmp_path, "whole", **{"pool.kind": "inline"}))
+    whole = read_journal(tiny_run / JOURNAL)
+
+    def before_the_adapter(key: str) -> bool:
+        return not key.startswith(("eval/r1/", "baseline/round-"))
+
+    for type_ in ("edit", "report", "reward", "selection"):
+        ours, theirs = results(inline, type_), results(whole, type_)
+        assert ours.keys() == theirs.keys()
+        assert {k: v for k, v in ours.items() if before_the_adapter(k)} == {
+            k: v for k, v in theirs.items() if before_the_adapter(k)}
+    assert any(not before_the_adapter(k) for k in results(inline, "report"))  # round 1 did run inline
+    adapters = [Path(r["adapter"]) / "adapter_model.safetensors"
+                for r in (*inline, *whole) if r["type"] == "mstep_end"]
+    ours, theirs = (load_file(a) for a in adapters)
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
 
 
 def test_report_reads_rounds_and_contexts_from_the_journal(tiny_run: Path) -> None:

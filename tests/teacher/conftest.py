@@ -42,27 +42,6 @@ def group_members(group: int) -> list[int]:
 
 
 @pytest.fixture(scope="session")
-def make_adapter() -> Callable[..., str]:
-    """`make_adapter(model_dir, out, r=8, seed=0)`: a saved LoRA adapter whose B is random (peft's
-    default B = 0 would be a no-op) and scaled by alpha/r = 8, so that it changes even an answer the
-    model is sure of (at alpha/r = 2 "The capital of France is Paris." survived some seeds)."""
-
-    def make(model_dir: str, out: Path, r: int = 8, seed: int = 0) -> str:
-        import torch
-        from peft import LoraConfig, get_peft_model
-        from transformers import AutoModelForCausalLM
-
-        torch.manual_seed(seed)
-        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-        targets = ["q_proj", "v_proj"]
-        config = LoraConfig(r=r, lora_alpha=8 * r, target_modules=targets, init_lora_weights=False)
-        get_peft_model(model, config).save_pretrained(out)
-        return str(out)
-
-    return make
-
-
-@pytest.fixture(scope="session")
 def vllm_teacher(smollm2_dir: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[VLLMTeacher]:
     """One managed vLLM server (hot-load) for the session's slow tests. Teardown checks that closing it
     leaves no process and that the API key never reached its log."""
