@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 
@@ -144,6 +145,21 @@ def test_rendered_examples_of_the_tiny_tasks_are_short(smollm2_dir):
             ]
             text = tokenizer.apply_chat_template(messages, tokenize=False)
             assert len(tokenizer(text, add_special_tokens=False)["input_ids"]) < 768, task.task_id
+
+
+def test_the_tiny_teacher_prompts_and_a_whole_plan_fit_the_m_step(smollm2_dir):
+    """An M-step example is the teacher prompt (worked examples + demonstrations) and the kept plan: in
+    arc-tiny it must fit restem.train.max_seq_len, or the plan the teacher learns would be cut off."""
+    from transformers import AutoTokenizer
+
+    from orchestrator.config import load_config
+    from orchestrator.domains.arc.plan import teacher_messages
+
+    cfg = load_config(Path(__file__).parents[3] / "configs" / "arc-tiny.toml")
+    tokenizer = AutoTokenizer.from_pretrained(smollm2_dir)
+    for task in load(cfg.data.train_path) + load(cfg.data.eval_path):
+        ids = tokenizer.apply_chat_template(teacher_messages(task), add_generation_prompt=True, return_dict=False)
+        assert len(ids) + cfg.teacher.sampling.max_tokens < cfg.restem.train.max_seq_len, task.task_id
 
 
 def test_a_student_runs_the_ttt_job_and_answers_every_probe(tiny_model_dir):
