@@ -112,7 +112,7 @@ def main() -> None:
     unknown = sorted(set(modes) - set(MODES))
     if unknown:
         parser.error(f"unknown mode(s) {', '.join(unknown)}: use {', '.join(MODES)}")
-    console, rows = Console(), []
+    console, rows = Console(width=120), []
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="memory-modes-") as tmp:
         for mode in modes:
