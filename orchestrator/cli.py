@@ -270,7 +270,7 @@ def _key_from_env(api_key_env: str | None) -> str | None:
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt  # SIGTERM stops the server as cleanly as Ctrl-C
+    raise KeyboardInterrupt
 
 
 @teacher_app.command("serve")
@@ -297,7 +297,11 @@ def teacher_serve_cmd(
     path = resolve_model(model)
     with console.status(f"starting vLLM on {model} (log: {log_dir / LOG_NAME})"):
         teacher = VLLMTeacher.launch(path, log_dir, options, adapter_sync="hot-load", api_key=api_key)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    # SIGTERM stops the server as cleanly as Ctrl-C. SIGINT is set explicitly because a process started
+    # in the background by a non-interactive shell (`seal teacher serve &` in a script, CI) inherits it
+    # ignored, and Python then leaves it ignored: Ctrl-C or `kill -INT` would not stop the server.
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop_signal, _raise_interrupt)
     try:
         if adapter:
             teacher.use_adapter(str(adapter))

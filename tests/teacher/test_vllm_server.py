@@ -226,14 +226,19 @@ def test_server_never_ready_times_out_and_leaves_nothing(smollm2_dir: str, tmp_p
     assert processes_with(f"--port {port}") == []
 
 
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def test_seal_teacher_serve_runs_until_ctrl_c(
     smollm2_dir: str, make_adapter: MakeAdapter, tmp_path: Path
 ) -> None:
     adapter = make_adapter(smollm2_dir, tmp_path / "a", r=8)
     cmd = [sys.executable, "-c", "from orchestrator.cli import app; app()", "teacher", "serve",
            "--model", smollm2_dir, "--adapter", adapter, "--max-lora-rank", "8", "--log-dir", str(tmp_path)]
+    # Started as a script's background job would be, with SIGINT ignored: Ctrl-C must still stop it.
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=os.environ | {"COLUMNS": "250"})
+                            env=os.environ | {"COLUMNS": "250"}, preexec_fn=_ignore_sigint)
     try:
         lines = []
         assert proc.stdout is not None
@@ -248,6 +253,9 @@ def test_seal_teacher_serve_runs_until_ctrl_c(
         assert {m["id"] for m in models} == {"teacher", model}
     finally:
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=60) == 0
+        try:
+            assert proc.wait(timeout=60) == 0
+        finally:
+            proc.kill()  # no-op once it has exited; else it would outlive the test with its server
     assert processes_with(f"--port {httpx.URL(url).port}") == []
     assert key not in (tmp_path / "vllm-teacher.log").read_text(errors="replace")
