@@ -13,7 +13,9 @@ one resumable command, three parts on the same K held-out passages.
           the run's journal (`--resume`).
   part 3  teacher–student, same budget: `seal compare` on the same config, where the teacher's adapter
           is trained for a fixed SmolLM2 student; its single-model run is part 2's run, resumed (so
-          part 3 alone also does part 2's work).
+          part 3 alone also does part 2's work). The teacher–student run starts as a fork of it: until
+          a student first trains on an adapted teacher (round 1's held-out students) both modes do the
+          same seeded work, which `seal compare` copies instead of recomputing.
 
 Grader: SQuAD-normalised exact match and token F1 (and gold contained in the answer) of greedy answers
 to each passage's questions, asked without the passage; no LLM judge. Every number is the mean over
@@ -29,7 +31,7 @@ directories under OUT/runs/. A smoke run (about 6 min on 2 busy cores):
         --edits-per-passage 1 --epochs 1 --out benchmarks/results/results_knowledge_smoke
 
 The full run: `.venv/bin/python benchmarks/results_knowledge.py`, estimated from measured unit costs at
-1 h 16 min (part 1), 1 h 44 min (part 2) and 1 h 40 min (part 3) on 2 quiet CPU cores; the estimate is
+1 h 16 min (part 1), 1 h 43 min (part 2) and 56 min (part 3) on 2 quiet CPU cores; the estimate is
 printed first, with a warning for any part over 2 h, and the JSON records the per-unit times measured.
 Interrupt it at any point and run the same command again: finished work is read back, not redone.
 """
@@ -131,11 +133,19 @@ def estimate_seconds(cfg: SealConfig, part: int, pending_part1: int | None = Non
         jobs = k * (trained + 1) if pending_part1 is None else pending_part1
         share = trained / (trained + 1)
         return jobs * (share * INNER_LOOP_S + (1 - share) * BASELINE_S) / speedup
-    evaluations = rounds + 1
-    eval_baselines = k * evaluations if part == 2 else k  # a fixed student's baselines are computed once
-    teacher = (evaluations * k + rounds * n * m) * TEACHER_EDIT_S
-    students = (evaluations * k + rounds * n * m) * INNER_LOOP_S + (eval_baselines + rounds * n) * BASELINE_S
-    return teacher + students / speedup + rounds * MSTEP_S
+    if part == 2:
+        work = (rounds + 1) * k + rounds * n * m  # held-out and training edits, one student job each
+        return _loop_seconds(work, work, (rounds + 1) * k + rounds * n, rounds, speedup)
+    # Part 3's teacher–student run is forked from part 2's up to round 1's held-out edits (orchestrator/
+    # compare.py); what is left: round 1's held-out students, then rounds 2.. whole (a fixed student's
+    # held-out baselines were computed in round 0).
+    later = rounds - 1
+    return _loop_seconds(later * (k + n * m), rounds * k + later * n * m, later * n, later, speedup)
+
+
+def _loop_seconds(edits: int, jobs: int, baselines: int, msteps: int, speedup: float) -> float:
+    students = jobs * INNER_LOOP_S + baselines * BASELINE_S
+    return edits * TEACHER_EDIT_S + students / speedup + msteps * MSTEP_S
 
 
 def _hm(seconds: float) -> str:
