@@ -57,8 +57,8 @@ from rich.console import Console
 
 from orchestrator import evaluate
 from orchestrator.compare import HeldOut, held_out, mode_config
-from orchestrator.config import Mode, SealConfig, load_config
-from orchestrator.domains.knowledge import KnowledgeDomain, Passage, load_passages
+from orchestrator.config import Mode, SealConfig, load_config, parse_overrides
+from orchestrator.domains.knowledge import EditFormat, KnowledgeDomain, Passage, load_passages
 from orchestrator.errors import DataError
 from orchestrator.journal import JOURNAL, Journal, read_journal
 from orchestrator.report import round_rows
@@ -69,10 +69,16 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "results-knowledge.toml"
 OUT = ROOT / "benchmarks" / "results" / "results_knowledge"
 EVAL_DATA = ROOT.parent / "shared/data/seal/general-knowledge/data/synthetic_data/eval"
-EDIT_SOURCES = (  # (row, file in EVAL_DATA): the same 200 passages, in the same order, in every file
-    ("passage + Qwen2.5-7B base edits", "base_val.json"),
-    ("passage + Qwen2.5-7B SEAL iter-2 edits", "iter2_val.json"),
-    ("passage + GPT-4.1 edits", "gpt4_1_val.json"),
+EDIT_SOURCES: tuple[tuple[str, str, EditFormat], ...] = (  # (row, file in EVAL_DATA, its format)
+    ("passage + Qwen2.5-7B base edits", "base_val.json", "implications"),
+    ("passage + Qwen2.5-7B SEAL iter-2 edits", "iter2_val.json", "implications"),
+    ("passage + GPT-4.1 edits", "gpt4_1_val.json", "implications"),
+    # the paper's prompt ablation (Table 6), published edits of the base model and after 2 SEAL rounds
+    ("passage + base, rewrite", "alternate_prompts/base/base_val_prompt-rewrite.json", "rewrite"),
+    ("passage + base, self-QA", "alternate_prompts/base/base_val_prompt-self-qa.json", "self-qa"),
+    ("passage + base, long implications", "alternate_prompts/base/base_val_prompt-long.json", "implications-long"),
+    ("passage + iter-2, rewrite", "alternate_prompts/iter2/iter2_val_prompt-rewrite.json", "rewrite"),
+    ("passage + iter-2, self-QA", "alternate_prompts/iter2/iter2_val_prompt-self-qa.json", "self-qa"),
 )
 MODES: tuple[Mode, ...] = ("single-model", "teacher-student")
 GRADER = ("SQuAD-normalised exact match, token F1 and gold-contained of greedy answers (no LLM judge); "
@@ -102,7 +108,7 @@ def overrides(args: argparse.Namespace, base: SealConfig) -> dict[str, Any]:
     }
     optional = {"run.rounds": args.rounds, "data.n_train": args.n_train, "teacher.sampling.n": args.edits_per_passage,
                 "student.train.epochs": args.epochs}
-    return sets | {k: v for k, v in optional.items() if v is not None}
+    return sets | {k: v for k, v in optional.items() if v is not None} | parse_overrides(args.set)
 
 
 def _absolute(path: str | None) -> str | None:
@@ -157,13 +163,14 @@ def _hm(seconds: float) -> str:
 
 def part1_rows(domain: KnowledgeDomain, passages: Sequence[Passage]) -> list[evaluate.Row]:
     rows = [evaluate.Row("no adaptation", "none"), evaluate.Row("passage only", "passage")]
-    for name, file in EDIT_SOURCES:
+    for name, file, edit_format in EDIT_SOURCES:
         by_id = {domain.context_id(p): p for p in load_passages(EVAL_DATA / file)}
         missing = [p.title for p in passages if domain.context_id(p) not in by_id]
         if missing:
             raise DataError(f"{EVAL_DATA / file}: no record for held-out passage '{missing[0]}'")
         chosen = [by_id[domain.context_id(p)] for p in passages]
-        rows.append(evaluate.Row(name, "edits", evaluate.edits_at(chosen, 0, f"data file {EVAL_DATA / file}")))
+        edits = evaluate.edits_at(chosen, 0, f"data file {EVAL_DATA / file}")
+        rows.append(evaluate.Row(name, "edits", edits, edit_format))
     return rows
 
 
@@ -190,7 +197,10 @@ def part1(cfg: SealConfig, out: Path, console: Console) -> dict[str, Any]:
     with Journal(out / "part1.jsonl") as journal:
         done = {job_id: from_dict(StudentReport, r["report"]) for job_id, h in hashes.items()
                 if (r := journal.get("report", job_id)) and r["job"] == h}
-        pending = [job for job in jobs if job.job_id not in done]
+        # passage by passage (every row of passage 0, then of passage 1, ...): a run cut short leaves its
+        # first passages complete, and the first K' passages are exactly `--passages K'`'s (a prefix)
+        order = {c.job.job_id: (c.passage, n) for n, c in enumerate(cells) if c.job}
+        pending = sorted((job for job in jobs if job.job_id not in done), key=lambda job: order[job.job_id])
         console.print(f"part 1: {len(jobs)} student jobs, {len(done)} journaled, {len(pending)} to run: "
                       f"about {_hm(estimate_seconds(cfg, 1, len(pending)))}", highlight=False)
         start = time.perf_counter()
@@ -213,7 +223,8 @@ def part1(cfg: SealConfig, out: Path, console: Console) -> dict[str, Any]:
     }
     table = evaluate.results(cells, done, summaries, workers=cfg.pool.workers, student=cfg.student_model,
                              lora=to_dict(cfg.student.lora), train=to_dict(cfg.student.train),
-                             edit_index=0, edit_files={n: str(EVAL_DATA / f) for n, f in EDIT_SOURCES}, timing=timing)
+                             edit_index=0, edit_files={n: str(EVAL_DATA / f) for n, f, _ in EDIT_SOURCES},
+                             timing=timing)
     return table
 
 
@@ -431,6 +442,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--edits-per-passage", type=int, help="M self-edits per training passage (config: 3)")
     parser.add_argument("--epochs", type=int, help="inner-loop epochs (config: 3)")
     parser.add_argument("--workers", type=int, default=2, help="local student pool workers")
+    parser.add_argument("--set", action="append", default=[], help="a config override, section.key=value")
     parser.add_argument("--config", type=Path, default=CONFIG)
     parser.add_argument("--out", type=Path, default=OUT, help="results and run directories")
     args = parser.parse_args()

@@ -65,12 +65,19 @@ ConfigArg = Annotated[Path | None, typer.Argument(help="TOML config; none = the 
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a config key: section.key=value.")]
 
 
+# The options that set a config key, as every command spells them: a bad value's error names the option.
+KEY_OPTIONS = {"run.name": "--name", "run.mode": "--mode", "run.rounds": "--rounds", "run.seed": "--seed",
+               "pool.kind": "--pool", "pool.workers": "--workers", "pool.ray_address": "--ray-address"}
+
+
 def _load(config: Path | None, sets: list[str] | None, **flags: Any) -> Any:
-    """The config file (or the defaults), then --set overrides, then the named flags that were given."""
+    """The config file (or the defaults), then --set overrides, then the named flags (dotted key → value,
+    the option in KEY_OPTIONS) that were given."""
     from orchestrator.config import load_config, parse_overrides
 
-    overrides = parse_overrides(sets or []) | {key: v for key, v in flags.items() if v is not None}
-    return load_config(config, overrides)
+    given = {key: v for key, v in flags.items() if v is not None}
+    overrides = parse_overrides(sets or []) | given
+    return load_config(config, overrides, flags={key: KEY_OPTIONS[key] for key in given})
 
 
 @app.command("run")
@@ -89,10 +96,12 @@ def run_cmd(
 ) -> None:
     """ReST^EM rounds: the teacher learns to write self-edits that make students learn."""
     from orchestrator import loop
+    from orchestrator.config import summary
 
     flags = {"run.name": name, "run.mode": mode, "run.rounds": rounds, "run.seed": seed, "pool.kind": pool,
              "pool.workers": workers, "pool.ray_address": ray_address}
     cfg = _load(config, sets, **flags)
+    console.print(summary(cfg), markup=False, highlight=False, soft_wrap=True)
     with _step_failures():
         run_dir = loop.main(cfg, resume, console)
     _print_report(run_dir)
@@ -110,10 +119,17 @@ def report_cmd(run: Annotated[Path, typer.Argument(help="A run directory, e.g. r
 def compare_cmd(config: ConfigArg = None, sets: SetOpt = None) -> None:
     """Single-model vs teacher-student from one config, same seed and budget: runs (or resumes) both,
     then a side-by-side table and a plot of held-out τ per round."""
-    from orchestrator.compare import compare
+    from orchestrator.compare import MODES, compare, mode_config
+    from orchestrator.config import ConfigError
 
+    cfg = _load(config, sets)
+    for mode in MODES:  # both runs' configs must check out before the first run writes anything
+        try:
+            mode_config(cfg, mode)
+        except ConfigError as e:
+            raise UserError(f"seal compare runs both modes: {e}") from None
     with _step_failures():
-        table, plot = compare(_load(config, sets), console)
+        table, plot = compare(cfg, console)
     console.print(table)
     console.print(f"plot: {plot}", highlight=False)
 
@@ -205,52 +221,56 @@ def _print_report(run_dir: Path) -> None:
 @app.command("eval-edits")
 @user_errors
 def eval_edits_cmd(
-    data: Annotated[Path, typer.Option(help="SEAL-format JSON with self-edits in `completions`.")],
-    passages: Annotated[int, typer.Option(help="Evaluate the file's first K passages.")] = 5,
+    data: Annotated[list[Path], typer.Option(help="SEAL-format JSON with self-edits in `completions`; give it "
+                                                  "again for more rows (every file: the same passages).")],
+    passages: Annotated[int, typer.Option(help="Evaluate the first K passages.")] = 5,
+    sample: Annotated[int | None, typer.Option(help="Evaluate a random sample of K passages (by --seed) instead.")]
+    = None,
+    seed: Annotated[int, typer.Option(help="Passage i's fresh LoRA is seeded with seed + i; seeds --sample.")] = 0,
     model: Annotated[str, typer.Option(help="Student: a prepared name, a folder or a Hub id.")] = SMOLLM2,
     edit_index: Annotated[int, typer.Option(help="Which of each passage's self-edits to apply.")] = 0,
-    seed: Annotated[int, typer.Option(help="Passage i's fresh LoRA is seeded with seed + i.")] = 0,
-    epochs: Annotated[int, typer.Option(help="Training epochs (the paper: 10).")] = 10,
-    lr: Annotated[float, typer.Option(help="LoRA learning rate (the paper: 1e-3).")] = 1e-3,
-    out: Annotated[Path | None, typer.Option(help="Write the table and all answers to this JSON.")] = None,
+    edit_format: Annotated[str, typer.Option("--format", help="How edits are parsed: auto (from each file's "
+                                             "name), implications, implications-long, rewrite, self-qa.")] = "auto",
+    sets: SetOpt = None,
+    pool: Annotated[str, typer.Option(help="inprocess, local or ray (pool.kind).")] = "inprocess",
+    workers: Annotated[int | None, typer.Option(help="Pool workers (pool.workers).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Write the table, paired gains and all answers to this JSON.")]
+    = None,
 ) -> None:
-    """Apply existing self-edits to a student and print the paper's table: no adaptation, passage only,
-    passage + edits, as mean τ over passages with 95% bootstrap intervals."""
-    import dataclasses
+    """Apply existing self-edits to a student: no adaptation, passage only, passage + each file's edits, as
+    mean τ over passages with 95% bootstrap intervals, and paired gains. The inner loop is the config's
+    (`--set student.lora.target_modules=[...]`, `--set student.train.epochs=10`, `--set data.options.metric=...`)."""
     import json
 
-    from orchestrator import evaluate
-    from orchestrator.domains.knowledge import TRAIN, KnowledgeDomain, load_passages
+    from orchestrator import eval_edits
+    from orchestrator.domains import make_domain
     from orchestrator.models import resolve_model
-    from student.messages import LoRASpec, to_dict
+    from orchestrator.session import build_pool
 
-    for flag, value in (("--passages", passages), ("--epochs", epochs), ("--lr", lr)):
-        if value <= 0:
-            raise UserError(f"{flag} must be positive, got {value}")
+    cfg = _load(None, sets, **{"pool.kind": pool, "pool.workers": workers})
+    for flag, value in (("--passages", passages), ("--sample", sample or 1)):
+        if value < 1:
+            raise UserError(f"{flag} must be 1 or more, got {value}")
     if edit_index < 0:
         raise UserError(f"--edit-index must be 0 or more, got {edit_index}")
-    records = load_passages(data)
-    if passages > len(records):
-        raise UserError(f"--passages {passages}: data file {data} has only {len(records)} passages")
-    chosen = records[:passages]
-    rows = evaluate.paper_rows(chosen, edit_index, f"data file {data}")
-    lora, train = LoRASpec(), dataclasses.replace(TRAIN, epochs=epochs, lr=lr)
-    cells = evaluate.plan(KnowledgeDomain(), chosen, rows, seed=seed, lora=lora, train=train)
-    model_path = resolve_model(model)
-    from student.student import Student  # torch loads only once the inputs are known to be good
-
-    with console.status(f"loading {model}"):
-        student = Student(model_path)
-    jobs = evaluate.jobs(cells)
-    reports = evaluate.collect((student.run(job) for job in jobs), len(jobs), console)
-    summaries = evaluate.summarise(cells, reports)
-    console.print(evaluate.render(summaries, title=f"{data.name} (passages: {passages}), student {model}"))
+    files = [eval_edits.EditFile(path, eval_edits.edit_format_of(path, edit_format)) for path in data]
+    loaded = eval_edits.read_edit_files(files)
+    chosen = eval_edits.choose(len(loaded[0]), passages, sample, seed)
+    rows = eval_edits.table_rows(files, loaded, chosen, edit_index)
+    domain = make_domain("knowledge", cfg.data.options)
+    with console.status(f"starting the {cfg.pool.kind} pool ({model})"):
+        student_pool = build_pool(cfg, resolve_model(model))
+    try:
+        table = eval_edits.measure(student_pool, domain, [loaded[0][i] for i in chosen], rows, cfg.student.lora,
+                                   cfg.student.train, seed, console)
+    finally:
+        student_pool.close()
+    for rendered in eval_edits.render(table, f"{len(chosen)} passages, student {model}"):
+        console.print(rendered)
     if out:
-        settings = {"data": str(data), "model": model, "edit_index": edit_index, "seed": seed}
-        settings |= {"lora": to_dict(lora), "train": to_dict(train)}
-        table = evaluate.results(cells, reports, summaries, **settings)
+        meta = eval_edits.settings(files, chosen, model, edit_index, seed, cfg.student.lora, cfg.student.train, domain)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(table, indent=1) + "\n")
+        out.write_text(json.dumps(eval_edits.results(table, **meta), indent=1) + "\n")
         console.print(f"wrote {out}", highlight=False)
 
 

@@ -2,10 +2,11 @@
 
 A TOML file (or nothing: the defaults below *are* the quickstart, `configs/quickstart.toml` spells them
 out) is deep-merged over the defaults, then `--set section.key=value` overrides, then validated by
-pydantic with unknown keys forbidden. Every mistake becomes one `ConfigError` line that names the file
-or flag and the field, with a did-you-mean for misspelt keys. The resolved config is saved in the run
-directory as TOML, with package versions, and never with secrets (API keys stay in environment
-variables named here).
+pydantic with unknown keys forbidden. Every number carries its range and every option is checked
+(the domain's too: it is built once at load), so a value that could not run fails here, before anything is
+written. Every mistake becomes one `ConfigError` line that names the file or flag and the field, with the
+allowed range or a did-you-mean for misspelt keys. The resolved config is saved in the run directory as
+TOML, with package versions, and never with secrets (API keys stay in environment variables named here).
 """
 
 from __future__ import annotations
@@ -14,14 +15,26 @@ import difflib
 import importlib.metadata
 import json
 import tomllib
-from dataclasses import fields, is_dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+import annotated_types
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_core import CoreSchema, core_schema
 
-from orchestrator.domains import DOMAINS
-from student.messages import LoRASpec, TrainSpec
+from orchestrator.domains import DOMAINS, DomainOptionError, make_domain
+from student.messages import LoRASpec, LossOn, TrainSpec
 
 Mode = Literal["single-model", "teacher-student"]
 SMOLLM2 = "smollm2-135m-instruct"
@@ -36,6 +49,70 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
+# Ranges, named once. A bound given with Field is also what an error message shows as the allowed range.
+Count = Annotated[int, Field(ge=1)]
+NonNegative = Annotated[int, Field(ge=0)]
+Positive = Annotated[float, Field(gt=0)]
+
+
+@dataclass(frozen=True)
+class CheckedBy:
+    """Annotated metadata for a field holding one of the students' plain message dataclasses (TrainSpec,
+    LoRASpec): the value is validated field by field through `schema`, a section with the same fields and
+    their ranges, so its mistakes read like any other section's, and it stays the dataclass jobs carry."""
+
+    schema: type[BaseModel]
+
+    def __get_pydantic_core_schema__(self, source: type[Any], handler: GetCoreSchemaHandler) -> CoreSchema:
+        return core_schema.no_info_before_validator_function(
+            lambda value: asdict(value) if isinstance(value, source) else value,
+            core_schema.no_info_after_validator_function(
+                lambda checked: source(**dict(checked)), handler.generate_schema(self.schema)
+            ),
+            serialization=core_schema.plain_serializer_function_ser_schema(asdict),
+        )
+
+
+class LoRAFields(Section):
+    """student.messages.LoRASpec's fields with their ranges (no defaults: each section's default is whole)."""
+
+    r: Count
+    alpha: int = Field(gt=0)
+    dropout: float = Field(ge=0, lt=1)
+    target_modules: tuple[str, ...] = Field(min_length=1)
+
+
+class SFTFields(Section):
+    """The SFT settings the students' TrainSpec and the M-step share, with their ranges. No defaults:
+    each section's default is whole."""
+
+    lr: Positive
+    epochs: Count
+    batch_size: Count
+    loss_on: LossOn
+    max_seq_len: Count
+    max_steps: int | None = Field(ge=1)
+    """Cap on optimiser steps; none = no cap."""
+    warmup_steps: NonNegative
+    reference_compat: bool
+
+
+class MStepTrain(SFTFields):
+    """restem.train: the M-step's SFT. It has no `chat` (the teacher prompt's type decides it) and no
+    `max_new_tokens` (the M-step answers no probes)."""
+
+    def spec(self, chat: bool) -> TrainSpec:
+        """The TrainJob's settings (max_new_tokens keeps TrainSpec's default, which nothing reads)."""
+        return TrainSpec(**dict(self), chat=chat)
+
+
+class TrainSpecFields(SFTFields):
+    """student.messages.TrainSpec's fields with their ranges: the students' SFT (student.train)."""
+
+    chat: bool
+    max_new_tokens: Count
+
+
 class RunConfig(Section):
     name: str = "quickstart"
     """Run directory name: the run lives in `runs_dir/name/`."""
@@ -44,17 +121,10 @@ class RunConfig(Section):
     runs_dir: Path = Path("runs")
     mode: Mode = "single-model"
     """single-model: students adapt the current teacher (the paper). teacher-student: a fixed student."""
-    rounds: int = 2
+    rounds: NonNegative = 2
     """ReST^EM rounds after the round-0 evaluation."""
     restem_init: Literal["base", "previous"] = "previous"
     """Each M-step trains a fresh adapter from the base (published ReST^EM) or continues the last (SEAL)."""
-
-    @field_validator("rounds")
-    @classmethod
-    def _rounds(cls, v: int) -> int:
-        if v < 0:
-            raise ValueError("must be >= 0")
-        return v
 
 
 class DataConfig(Section):
@@ -64,9 +134,9 @@ class DataConfig(Section):
     """Contexts the E-step samples from: a file, or a source the domain knows; none = its shipped sample."""
     eval_path: str | None = None
     """Held-out contexts for τ (never trained on, even when both paths are the same file)."""
-    n_train: int = 4
+    n_train: Count = 4
     """N: contexts per round."""
-    n_eval: int = 4
+    n_eval: Count = 4
     """Held-out contexts evaluated after every round."""
     options: dict[str, Any] = {}
     """Keyword arguments for the domain (see its module)."""
@@ -78,27 +148,25 @@ class DataConfig(Section):
             raise ValueError(f"unknown domain '{v}'{did_you_mean(v, DOMAINS)}; known: {', '.join(DOMAINS)}")
         return v
 
-    @field_validator("n_train", "n_eval")
+    @field_validator("options")
     @classmethod
-    def _positive(cls, v: int) -> int:
-        if v < 1:
-            raise ValueError("must be >= 1")
+    def _domain_accepts(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        # The domain checks its own options (unknown names, metrics, formats, ranges) when it is built;
+        # building it here makes those mistakes load errors, not failures at the first grading.
+        if "domain" in info.data:  # else the domain itself was the mistake, reported on its own
+            try:
+                make_domain(info.data["domain"], v)
+            except DomainOptionError as e:
+                raise ValueError(str(e)) from None
         return v
 
 
 class SamplingConfig(Section):
-    n: int = 3
+    n: Count = 3
     """M: self-edits sampled per context."""
-    temperature: float = 1.0
-    top_p: float = 0.95
-    max_tokens: int = 256
-
-    @field_validator("n", "max_tokens")
-    @classmethod
-    def _positive(cls, v: int) -> int:
-        if v < 1:
-            raise ValueError("must be >= 1")
-        return v
+    temperature: float = Field(1.0, ge=0)
+    top_p: float = Field(0.95, gt=0, le=1)
+    max_tokens: Count = 256
 
 
 class TeacherConfig(Section):
@@ -115,9 +183,9 @@ class TeacherConfig(Section):
     """Name of the environment variable that holds the server's API key (the key is never saved)."""
     adapter_sync: Literal["hot-load", "merge-restart"] | None = None
     """How a managed vLLM server picks up a new adapter; none = the backend's platform default."""
-    max_lora_rank: int = 64
+    max_lora_rank: Count = 64
     """The largest adapter rank a managed vLLM server accepts (the M-step's restem.lora.r must fit)."""
-    max_model_len: int = 2048
+    max_model_len: Count = 2048
     """A managed vLLM server's context: prompt + sampling.max_tokens must fit."""
     sampling: SamplingConfig = SamplingConfig()
 
@@ -126,29 +194,24 @@ class StudentConfig(Section):
     model: str | None = None
     """teacher-student mode: the student model (none = the teacher's weights, kept fixed).
     single-model mode: must stay empty, the student is the current teacher."""
-    lora: LoRASpec = LoRASpec()
+    lora: Annotated[LoRASpec, CheckedBy(LoRAFields)] = LoRASpec()
     """A fresh LoRA per self-edit (the paper: r=32, alpha=64, q_proj and v_proj)."""
-    train: TrainSpec = TrainSpec(epochs=3, loss_on="completion", max_new_tokens=32)
+    train: Annotated[TrainSpec, CheckedBy(TrainSpecFields)] = TrainSpec(
+        epochs=3, loss_on="completion", max_new_tokens=32
+    )
     """Inner-loop SFT (the paper: lr 1e-3, 10 epochs; fewer here so the quickstart fits ~15 minutes)."""
-    eval_times: int = 1
+    eval_times: Count = 1
     """Repeats of each self-edit with different LoRA seeds; the reward is their mean."""
-
-    @field_validator("eval_times")
-    @classmethod
-    def _positive(cls, v: int) -> int:
-        if v < 1:
-            raise ValueError("must be >= 1")
-        return v
 
 
 class PoolConfig(Section):
     kind: Literal["inprocess", "local", "ray", "inline"] = "inprocess"
     """inprocess: one student in this process; local: spawned processes; ray: actors on a cluster;
     inline: single-model on one device, students stacked on the in-process teacher's network."""
-    workers: int = 1
+    workers: Count = 1
     ray_address: str | None = None
     """Ray cluster to attach to ("auto", "host:port"); none = start a local one."""
-    job_timeout: float | None = None
+    job_timeout: float | None = Field(None, gt=0)
     """Seconds before a student job counts as failed (and is retried once)."""
 
 
@@ -158,24 +221,20 @@ class RestemConfig(Section):
     (ARC); domain: the domain's choice."""
     keep_non_improving: bool = False
     """Keep a selected edit even when it does not beat its baseline (the SEAL reference does)."""
-    lora: LoRASpec = LoRASpec(r=64, alpha=128, target_modules=ALL_LINEAR)
+    lora: Annotated[LoRASpec, CheckedBy(LoRAFields)] = LoRASpec(r=64, alpha=128, target_modules=ALL_LINEAR)
     """The teacher's M-step adapter (the paper: r=64, alpha=128, all linear layers)."""
-    train: TrainSpec = TrainSpec(lr=3e-4, epochs=2, batch_size=4, loss_on="completion")
+    train: MStepTrain = MStepTrain(
+        lr=3e-4, epochs=2, batch_size=4, loss_on="completion", max_seq_len=2048, max_steps=None, warmup_steps=0,
+        reference_compat=False,
+    )
     """M-step SFT on (teacher prompt → kept edit); the loss is on the edit only."""
 
 
 class EvalConfig(Section):
-    edits: int = 1
+    edits: Count = 1
     """Self-edits the teacher writes per held-out context."""
-    repeats: int = 1
+    repeats: Count = 1
     """Student runs per held-out edit."""
-
-    @field_validator("edits", "repeats")
-    @classmethod
-    def _positive(cls, v: int) -> int:
-        if v < 1:
-            raise ValueError("must be >= 1")
-        return v
 
 
 class MetricsConfig(Section):
@@ -227,26 +286,36 @@ class SealConfig(Section):
 # Loading: defaults ← file ← --set overrides, then one validation.
 
 
-def load_config(path: Path | None = None, overrides: dict[str, Any] | None = None) -> SealConfig:
-    """The defaults, merged with the TOML file (if any) and overrides (dotted key → value). A run's
-    saved config.toml loads too: its [versions] table is a record, not a setting."""
+def load_config(
+    path: Path | None = None, overrides: dict[str, Any] | None = None, flags: dict[str, str] | None = None
+) -> SealConfig:
+    """The defaults, merged with the TOML file (if any) and overrides (dotted key → value). Errors name an
+    override as `--set KEY`, or as the command-line option `flags` maps its key to (`run.rounds` →
+    `--rounds`). A run's saved config.toml loads too: its [versions] table is a record, not a setting."""
     raw = _read_toml(path) if path else {}
-    raw.pop("versions", None)
-    return _validated(raw, overrides or {}, str(path) if path else "defaults")
+    if raw.pop("versions", None) is not None:
+        # Runs saved before restem.train lost its probe-only keys recorded them; they never had an effect.
+        for key in ("chat", "max_new_tokens"):
+            raw.get("restem", {}).get("train", {}).pop(key, None)
+    overrides = overrides or {}
+    names = {key: f"--set {key}" for key in overrides} | (flags or {})
+    return _validated(raw, overrides, str(path) if path else "defaults", names)
 
 
 def with_overrides(cfg: SealConfig, overrides: dict[str, Any]) -> SealConfig:
-    """A copy of `cfg` with dotted keys replaced, validated again."""
-    return _validated(cfg.model_dump(mode="json"), overrides, "overrides")
+    """A copy of `cfg` with dotted keys replaced, validated again; an error names the replacements."""
+    source = "with " + ", ".join(f"{key} = {json.dumps(value, default=str)}" for key, value in overrides.items())
+    return _validated(cfg.model_dump(mode="json"), overrides, source, {})
 
 
-def _validated(raw: dict[str, Any], overrides: dict[str, Any], source: str) -> SealConfig:
+def _validated(raw: dict[str, Any], overrides: dict[str, Any], source: str, names: dict[str, str]) -> SealConfig:
+    """`names`: how an error names the override of a key (a flag); other mistakes are named by `source`."""
     for key, value in overrides.items():
         _set_dotted(raw, key, value)
     try:
         return SealConfig.model_validate(_deep_merge(SealConfig().model_dump(mode="json"), raw))
     except ValidationError as e:
-        raise ConfigError(_one_line(e, source, set(overrides))) from None
+        raise ConfigError(_one_line(e, source, names)) from None
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
@@ -297,37 +366,59 @@ def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _one_line(error: ValidationError, source: str, set_keys: set[str]) -> str:
+# Pydantic's error types for a bound given with Field: their message is replaced by the field's whole range.
+BOUND_ERRORS = ("greater_than", "greater_than_equal", "less_than", "less_than_equal", "too_short")
+
+
+def _one_line(error: ValidationError, source: str, names: dict[str, str]) -> str:
     first = error.errors()[0]
     loc = tuple(str(p) for p in first["loc"])
     dotted = ".".join(loc)
-    flag = next((k for k in sorted(set_keys) if k == dotted or k.startswith(dotted + ".")), None)
+    flag = next((names[k] for k in sorted(names) if k == dotted or k.startswith(dotted + ".")), None)
     more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
     if first["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
         section = loc[:-1]
-        hint = did_you_mean(dotted, [".".join((*section, name)) for name in _field_names(section)])
-        return f"{f'--set {flag}' if flag else source}: unknown key '{dotted}'{hint}{more}"
+        hint = did_you_mean(dotted, [".".join((*section, name)) for name in _section_fields(section)])
+        return f"{flag or source}: unknown key '{dotted}'{hint}{more}"
     msg = first["msg"].removeprefix("Value error, ")
+    field = _section_fields(loc[:-1]).get(loc[-1]) if loc else None
+    if first["type"] in BOUND_ERRORS and field is not None:
+        msg = f"must be {allowed_range(field)}"
     got = f" (got {json.dumps(first['input'], default=str)})" if first["type"] != "value_error" else ""
     # A cross-field check (empty loc) names its field in the message.
-    where = f"--set {flag}" if flag else f"{source}: {dotted}" if loc else source
+    where = flag or (f"{source}: {dotted}" if loc else source)
     return f"{where}: {msg}{got}{more}"
 
 
-def _field_names(loc: tuple[str, ...]) -> list[str]:
-    """The keys allowed at `loc` (a section path) of SealConfig."""
-    node: Any = SealConfig
+def allowed_range(field: FieldInfo) -> str:
+    """A field's bounds as a message reads them: `> 0 and <= 1`, `>= 1`, `non-empty`."""
+    bounds = []
+    for bound in field.metadata:
+        match bound:
+            case annotated_types.Gt(gt=x):
+                bounds.append(f"> {x}")
+            case annotated_types.Ge(ge=x):
+                bounds.append(f">= {x}")
+            case annotated_types.Lt(lt=x):
+                bounds.append(f"< {x}")
+            case annotated_types.Le(le=x):
+                bounds.append(f"<= {x}")
+            case annotated_types.MinLen(min_length=n):
+                bounds.append("non-empty" if n == 1 else f"at least {n} long")
+    return " and ".join(bounds)
+
+
+def _section_fields(loc: tuple[str, ...]) -> dict[str, FieldInfo]:
+    """The fields of the section at `loc` (a path of keys) of SealConfig; none when `loc` is no section."""
+    found: dict[str, FieldInfo] = SealConfig.model_fields
     for part in loc:
-        node = _field_types(node).get(part)
-    return list(_field_types(node)) if node is not None else []
-
-
-def _field_types(cls: Any) -> dict[str, Any]:
-    if isinstance(cls, type) and issubclass(cls, BaseModel):
-        return {name: f.annotation for name, f in cls.model_fields.items()}
-    if is_dataclass(cls):
-        return {f.name: f.type for f in fields(cls)}
-    return {}
+        field = found.get(part)
+        if field is None:
+            return {}
+        # A message dataclass's fields are those of the section it is checked by.
+        schema = next((m.schema for m in field.metadata if isinstance(m, CheckedBy)), field.annotation)
+        found = schema.model_fields if isinstance(schema, type) and issubclass(schema, BaseModel) else {}
+    return found
 
 
 def did_you_mean(word: str, choices: Any) -> str:
@@ -376,10 +467,31 @@ def _toml_lines(data: dict[str, Any], table: str) -> list[str]:
 
 def diff(a: SealConfig, b: SealConfig) -> list[str]:
     """Dotted keys whose values differ."""
-    return sorted(_diff(a.model_dump(mode="json"), b.model_dump(mode="json"), ""))
+    flat_a, flat_b = _flat(a.model_dump(mode="json")), _flat(b.model_dump(mode="json"))
+    return sorted(key for key in flat_a.keys() | flat_b.keys() if flat_a.get(key) != flat_b.get(key))
 
 
-def _diff(a: Any, b: Any, prefix: str) -> list[str]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        return [k for key in a.keys() | b.keys() for k in _diff(a.get(key), b.get(key), f"{prefix}{key}.")]
-    return [prefix.rstrip(".")] if a != b else []
+def summary(cfg: SealConfig) -> str:
+    """What a run prints first: the settings that differ from the defaults (the quickstart), a line per
+    section, in the schema's order."""
+    defaults = _flat(SealConfig().model_dump(mode="json"))
+    by_section: dict[str, list[str]] = {}
+    for key, value in _flat(cfg.model_dump(mode="json")).items():
+        if key not in defaults or defaults[key] != value:
+            section, _, rest = key.partition(".")
+            by_section.setdefault(section, []).append(f"{rest} = {json.dumps(value)}")
+    if not by_section:
+        return "config: the defaults (configs/quickstart.toml)"
+    lines = [f"  {section}: {', '.join(items)}" for section, items in by_section.items()]
+    return "\n".join(["config, where it differs from the defaults:", *lines])
+
+
+def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested tables as dotted keys → values, in order."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out |= _flat(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = value
+    return out

@@ -22,7 +22,7 @@ from statistics import mean
 from typing import TYPE_CHECKING, Any, Literal
 
 from orchestrator.config import SamplingConfig
-from orchestrator.domains.base import Domain, ParsedEdit, ParseFailure
+from orchestrator.domains.base import Domain, ParsedEdit, ParseFailure, Purpose
 from orchestrator.seeds import derive_seed
 from orchestrator.selection import Scored
 from student.messages import StudentJob, StudentReport, TrainingExample, TrainSpec, to_dict
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 Phase = Literal["train", "eval"]
 PHASE_NAMES = {"train": "E-step", "eval": "held-out"}
+PURPOSES: dict[Phase, Purpose] = {"train": "reward", "eval": "tau"}
 
 
 @dataclass(frozen=True)
@@ -127,13 +128,13 @@ def apply_edits(s: Session, phase: Phase, round_: int, edits: Sequence[Edit], re
     jobs: dict[str, tuple[StudentJob, Any]] = {}
     for e in edits:
         baseline = baseline_key(base, e.context_id)
-        jobs.setdefault(baseline, (_job(s, baseline, e.context, None), e.context))
+        jobs.setdefault(baseline, (_job(s, phase, baseline, e.context, None), e.context))
         for r in range(repeats if e.parsed else 0):
             job_id = f"{e.key}/s{r}"
             seed = derive_seed(s.seed, "student", job_id)
-            jobs[job_id] = (_job(s, job_id, e.context, e.parsed, seed), e.context)
+            jobs[job_id] = (_job(s, phase, job_id, e.context, e.parsed, seed), e.context)
     pending = [(job, ctx) for job_id, (job, ctx) in jobs.items() if s.journal.get("report", job_id) is None]
-    _run(s, pending, f"round {round_} · {PHASE_NAMES[phase]} · students")
+    _run(s, phase, pending, f"round {round_} · {PHASE_NAMES[phase]} · students")
     score = {job_id: s.journal.get("report", job_id)["score"] for job_id in jobs}  # type: ignore[index]
     scored = [
         Scored(
@@ -150,12 +151,14 @@ def apply_edits(s: Session, phase: Phase, round_: int, edits: Sequence[Edit], re
     return scored
 
 
-def _job(s: Session, job_id: str, context: Any, parsed: ParsedEdit | None, seed: int = 0) -> StudentJob:
-    """A student job; without a parsed edit, the context's baseline (no training, so no seed)."""
+def _job(s: Session, phase: Phase, job_id: str, context: Any, parsed: ParsedEdit | None, seed: int = 0
+         ) -> StudentJob:
+    """A student job; without a parsed edit, the context's baseline (no training, so no seed). Training
+    rounds answer as the reward needs, held-out evaluations as τ needs."""
     return StudentJob(
         job_id=job_id, seed=seed, examples=parsed.examples if parsed else (), probes=s.domain.probes(context),
         lora=s.cfg.student.lora, train=parsed.train if parsed else s.cfg.student.train,
-        base_adapter=s.student_base(),
+        base_adapter=s.student_base(), scoring=s.domain.scoring(PURPOSES[phase]),
     )
 
 
@@ -164,20 +167,23 @@ def baseline_key(base: str | None, context_id: str) -> str:
     return f"baseline/{Path(base).parent.name if base else 'base'}/{context_id}"
 
 
-def _run(s: Session, pending: list[tuple[StudentJob, Any]], description: str) -> None:
+def _run(s: Session, phase: Phase, pending: list[tuple[StudentJob, Any]], description: str) -> None:
     if not pending:
         return
     context_of = {job.job_id: ctx for job, ctx in pending}
     with s.phases.phase(description, len(pending), "jobs") as done:
         for report in s.pool.run([job for job, _ in pending]):
-            score = grade(s.domain, context_of[report.job_id], report)
+            score = grade(s.domain, PURPOSES[phase], context_of[report.job_id], report)
             s.journal.append("report", report.job_id, score=score, report=to_dict(report))
             done(1)
 
 
-def grade(domain: Domain[Any], context: Any, report: StudentReport) -> float:
-    """τ of one job; a job that failed (twice, in pools that retry) scores 0 (DESIGN §2)."""
-    return domain.score(context, report) if report.ok else 0.0
+def grade(domain: Domain[Any], purpose: Purpose, context: Any, report: StudentReport) -> float:
+    """The reward (training rounds) or τ (held-out) of one job; a job that failed (twice, in pools that
+    retry) scores 0 (DESIGN §2)."""
+    if not report.ok:
+        return 0.0
+    return domain.reward_of(context, report) if purpose == "reward" else domain.score(context, report)
 
 
 def teacher_example(prompt: TeacherPrompt, edit: str) -> TrainingExample:

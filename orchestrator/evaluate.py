@@ -31,11 +31,18 @@ from rich.table import Table
 from rich.text import Text
 
 from orchestrator.domains.base import ParsedEdit, ParseFailure
-from orchestrator.domains.knowledge import KnowledgeDomain, Metric, Passage, fact_example, tau
+from orchestrator.domains.knowledge import (
+    METRICS,
+    EditFormat,
+    KnowledgeDomain,
+    Metric,
+    Passage,
+    fact_example,
+    tau,
+)
 from orchestrator.errors import DataError
 from student.messages import LoRASpec, StudentJob, StudentReport, TrainSpec, to_dict
 
-METRICS: tuple[Metric, ...] = ("exact_match", "f1", "contains")
 Training = Literal["none", "passage", "edits"]
 
 
@@ -47,6 +54,7 @@ class Row:
     name: str
     train: Training
     edits: tuple[str, ...] = ()
+    edit_format: EditFormat = "implications"  # how `edits` are parsed into training examples
 
 
 @dataclass(frozen=True)
@@ -75,12 +83,13 @@ class RowSummary:
     scores: dict[str, Estimate]
 
 
-def paper_rows(passages: Sequence[Passage], edit_index: int, source: str) -> tuple[Row, ...]:
+def paper_rows(passages: Sequence[Passage], edit_index: int, source: str,
+               edit_format: EditFormat = "implications") -> tuple[Row, ...]:
     """No adaptation, passage only, and passage + each passage's `edit_index`-th existing self-edit."""
     return (
         Row("no adaptation", "none"),
         Row("passage only", "passage"),
-        Row("passage + edits", "edits", edits_at(passages, edit_index, source)),
+        Row("passage + edits", "edits", edits_at(passages, edit_index, source), edit_format),
     )
 
 
@@ -130,7 +139,7 @@ def _training(domain: KnowledgeDomain, row: Row, i: int, passage: Passage, train
         return ParsedEdit(examples=(), train=train)
     if row.train == "passage":
         return ParsedEdit(examples=(fact_example(passage, passage.context),), train=train)
-    return domain.parse_edit(passage, row.edits[i], train)
+    return dataclasses.replace(domain, edit_format=row.edit_format).parse_edit(passage, row.edits[i], train)
 
 
 def jobs(cells: Iterable[Cell]) -> list[StudentJob]:
@@ -194,6 +203,34 @@ def estimate(values: Sequence[float], *, seed: int = 0) -> Estimate:
     return Estimate(float(np.mean(values)), low, high)
 
 
+def paired_gains(
+    cells: Sequence[Cell],
+    reports: Mapping[str, StudentReport],
+    against: str,
+    metrics: Sequence[Metric] = METRICS,
+    *,
+    seed: int = 0,
+) -> list[RowSummary]:
+    """Each other row minus `against`, passage by passage, as "row − against": the mean difference with
+    a bootstrap interval over passages (paired: the same passages, the same LoRA seed, so what the
+    passages share cancels, and the interval is far tighter than two rows' intervals suggest)."""
+    taus: dict[str, dict[int, dict[str, float]]] = {}
+    for cell in cells:
+        taus.setdefault(cell.row, {})[cell.passage] = {m: cell_tau(cell, reports, m) for m in metrics}
+    if against not in taus:
+        raise ValueError(f"no row named '{against}' to compare against")
+    base = taus[against]
+    return [
+        RowSummary(
+            name=f"{name} − {against}",
+            passages=len(by_passage),
+            failed=0,
+            scores={m: estimate([by_passage[p][m] - base[p][m] for p in by_passage], seed=seed) for m in metrics},
+        )
+        for name, by_passage in taus.items() if name != against
+    ]
+
+
 def bootstrap_ci(
     values: Sequence[float], *, confidence: float = 0.95, resamples: int = 10_000, seed: int = 0
 ) -> tuple[float, float]:
@@ -208,19 +245,22 @@ def bootstrap_ci(
     return float(low), float(high)
 
 
-_METRIC_LABELS = {"exact_match": "exact match", "f1": "token F1", "contains": "contains gold"}
+_METRIC_LABELS = {"exact_match": "exact match", "f1": "token F1", "contains": "contains gold",
+                  "gold_prob": "gold prob"}
 
 
 def render(summaries: Sequence[RowSummary], title: str) -> Table:
-    """Mean τ in percent with its 95% interval, one column per metric, as the paper reports accuracy."""
+    """Mean τ in percent with its 95% interval, one column per metric, as the paper reports accuracy
+    (`gold_prob`, the per-token probability of the gold answer, in percent too)."""
     metrics = list(summaries[0].scores) if summaries else []
-    table = Table(title=title, caption="mean τ over passages, % (95% bootstrap CI)")
+    table = Table(title=title, caption="mean over passages, % (95% bootstrap CI)")
     table.add_column("row", no_wrap=True)
     table.add_column("failed", justify="right")
     for metric in metrics:
         table.add_column(_METRIC_LABELS.get(metric, metric), justify="right", no_wrap=True)
     for s in summaries:
-        cells = (f"{100 * e.mean:.1f} ({100 * e.low:.0f}–{100 * e.high:.0f})" for e in s.scores.values())
+        cells = (f"{100 * e.mean:+.1f} ({100 * e.low:+.1f}…{100 * e.high:+.1f})" if "−" in s.name
+                 else f"{100 * e.mean:.1f} ({100 * e.low:.1f}–{100 * e.high:.1f})" for e in s.scores.values())
         table.add_row(s.name, str(s.failed), *cells)
     return table
 

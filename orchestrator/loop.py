@@ -17,7 +17,6 @@ skips finished rounds, reads finished work back and recomputes only what is miss
 from __future__ import annotations
 
 import shutil
-from dataclasses import replace
 from pathlib import Path
 from statistics import mean
 
@@ -89,7 +88,7 @@ def m_step(s: Session, k: int, pairs: list[tuple[TeacherPrompt, str]]) -> str | 
     job = TrainJob(
         job_id=f"mstep/r{k}", seed=derive_seed(s.seed, "mstep", k), output_dir=str(out),
         lora=s.cfg.restem.lora, examples=tuple(teacher_example(prompt, edit) for prompt, edit in pairs),
-        train=replace(s.cfg.restem.train, chat=not isinstance(pairs[0][0], str)),
+        train=s.cfg.restem.train.spec(chat=not isinstance(pairs[0][0], str)),
         init_adapter=s.adapter if s.cfg.run.restem_init == "previous" else None,
     )
     s.journal.append("mstep_start", f"r{k}", round=k, examples=len(pairs), init_adapter=job.init_adapter)

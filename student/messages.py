@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 LossOn = Literal["all", "completion"]
+# How a job's probes are answered: greedy generation graded against the gold answer, the teacher-forced
+# log-likelihood of the gold answer (one forward pass per batch, no generation), or both.
+ProbeScoring = Literal["generate", "likelihood", "both"]
 
 
 @dataclass(frozen=True)
@@ -27,7 +30,8 @@ class TrainingExample:
 
 @dataclass(frozen=True)
 class Probe:
-    """One question of τ, asked of the student by greedy generation."""
+    """One question of τ, asked of the student by greedy generation and/or scored by the likelihood of
+    `gold` after `prompt`."""
 
     probe_id: str
     prompt: str
@@ -78,13 +82,16 @@ class StudentJob:
     lora: LoRASpec = field(default_factory=LoRASpec)
     train: TrainSpec = field(default_factory=TrainSpec)
     base_adapter: str | None = None  # single-model mode: the teacher adapter merged into the base
+    scoring: ProbeScoring = "both"
 
 
 @dataclass(frozen=True)
 class ProbeResult:
     probe_id: str
-    answer: str
-    scores: dict[str, float]  # exact_match, f1, contains, equal
+    answer: str  # "" when the job's scoring is "likelihood"
+    # exact_match, f1, contains, equal (generated answers); gold_logprob (the mean log-probability per
+    # token of the gold answer, teacher-forced: ≤ 0, higher is better)
+    scores: dict[str, float]
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from student.messages import (
     LoRASpec,
     Probe,
     ProbeResult,
+    ProbeScoring,
     Report,
     StudentJob,
     StudentReport,
@@ -83,9 +84,7 @@ class Student:
             fit = self._fit(job.lora, job.train, job.examples, job.seed)
         start = time.perf_counter()
         with self._job_lora_active(bool(job.examples)):
-            answers = self.answer(job.probes, job.train)
-        scored = zip(job.probes, answers, strict=True)
-        results = tuple(ProbeResult(p.probe_id, a, score(a, p.gold)) for p, a in scored)
+            results = self.score_probes(job.probes, job.train, job.scoring)
         return StudentReport(
             job_id=job.job_id, ok=True, results=results, epoch_losses=fit.epoch_losses,
             tokens_trained=fit.tokens_trained, train_seconds=fit.seconds,
@@ -106,6 +105,20 @@ class Student:
     def answer(self, probes: Sequence[Probe], spec: TrainSpec) -> list[str]:
         with self.accelerator.autocast():
             return generate_answers(self.model, self.tokenizer, probes, spec)
+
+    def score_probes(self, probes: Sequence[Probe], spec: TrainSpec, scoring: ProbeScoring) -> tuple[ProbeResult, ...]:
+        """Each probe's generated answer with its scores, and/or its gold answer's log-likelihood."""
+        answers = self.answer(probes, spec) if scoring != "likelihood" else [""] * len(probes)
+        if scoring != "generate":
+            with self.accelerator.autocast():
+                logprobs = gold_logprobs(self.model, self.tokenizer, probes, spec)
+        results = []
+        for i, (probe, answer) in enumerate(zip(probes, answers, strict=True)):
+            scores = score(answer, probe.gold) if scoring != "likelihood" else {}
+            if scoring != "generate":
+                scores["gold_logprob"] = logprobs[i]
+            results.append(ProbeResult(probe.probe_id, answer, scores))
+        return tuple(results)
 
     def generator(self) -> StackedGenerator:
         """This network as a teacher generates with it (stack_base_adapter only)."""
@@ -230,6 +243,35 @@ def generate_answers(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase,
         new_tokens = out[:, batch["input_ids"].shape[1]:]
         answers += [a.strip() for a in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
     return answers
+
+
+def gold_logprobs(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, probes: Sequence[Probe],
+                  spec: TrainSpec) -> list[float]:
+    """Mean log-probability per token of each probe's gold answer after its prompt, teacher-forced: the
+    answer is tokenised as a training completion is (`sft.encode`, without the EOS), so this is the
+    likelihood of exactly what training on that answer would teach. One forward pass per batch, right-
+    padded (pads are masked and never scored), never cut at `max_seq_len` (a training limit). A dense
+    score where a small model's greedy answers are almost all wrong."""
+    model.eval()
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    out: list[float] = []
+    for start in range(0, len(probes), EVAL_BATCH):
+        batch = probes[start:start + EVAL_BATCH]
+        prompts = [prompt_ids(tokenizer, p.prompt, p.system, spec.chat) for p in batch]
+        golds = [tokenizer(p.gold, add_special_tokens=False).input_ids or [pad_id] for p in batch]
+        rows = [a + b for a, b in zip(prompts, golds, strict=True)]
+        width = max(len(r) for r in rows)
+        input_ids = torch.full((len(rows), width), pad_id)
+        mask = torch.zeros_like(input_ids)
+        for i, r in enumerate(rows):
+            input_ids[i, : len(r)], mask[i, : len(r)] = torch.tensor(r), 1
+        with torch.no_grad():
+            logits = model(input_ids=input_ids.to(model.device), attention_mask=mask.to(model.device)).logits
+        for i, (prompt, row) in enumerate(zip(prompts, rows, strict=True)):
+            targets = torch.tensor(row[len(prompt):], device=logits.device)  # token t is predicted at t - 1
+            logp = torch.log_softmax(logits[i, len(prompt) - 1 : len(row) - 1].float(), dim=-1)
+            out.append(float(logp.gather(1, targets[:, None]).mean()))
+    return out
 
 
 def run_job(student: Student, job: Job) -> Report:

@@ -73,8 +73,7 @@ def check_port_free(port: int) -> None:
             s.bind((HOST, port))
         except OSError:
             raise TeacherError(
-                f"port {port} on {HOST} is in use: pass another --port (config: teacher.port) "
-                "or leave it unset to pick a free one"
+                f"port {port} on {HOST} is in use: pass another --port or leave it unset to pick a free one"
             ) from None
 
 
@@ -184,7 +183,7 @@ class VLLMServer:
             time.sleep(0.5)
         self.stop()
         raise self._startup_error(
-            f"was not ready after {timeout:.0f} s (raise teacher.startup_timeout_s if the model is large)"
+            f"was not ready after {timeout:.0f} s (the log below shows how far it got)"
         )
 
     def _startup_error(self, what: str) -> TeacherError:
@@ -212,7 +211,7 @@ def _hint(log: str, model: str, port: int) -> str:
     if re.search(r"config\.json|No such file|Repo id|repository|not a valid|Invalid repository", log, re.I):
         return f"Check --model: {model} must be a Hugging Face model folder or Hub id vLLM can load."
     if re.search(r"out of memory|KV cache|memory", log, re.I):
-        return "Lower max_model_len or the KV cache size (cpu_kv_cache_gib / gpu_memory_utilization)."
+        return "Lower teacher.max_model_len (seal teacher serve: --max-model-len) or free memory for the server."
     return "See the log below."
 
 

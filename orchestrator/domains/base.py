@@ -5,12 +5,13 @@ and settings, and a student report into a reward."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Literal, Protocol, TypeVar
 
-from student.messages import Probe, StudentReport, TrainingExample, TrainSpec
+from student.messages import Probe, ProbeScoring, StudentReport, TrainingExample, TrainSpec
 from teacher.base import TeacherPrompt
 
 C = TypeVar("C")
+Purpose = Literal["reward", "tau"]  # what a student job is graded for: selecting edits, or held-out τ
 
 
 class ParseFailure(ValueError):
@@ -36,6 +37,14 @@ class Domain(Protocol[C]):
 
     def probes(self, context: C) -> tuple[Probe, ...]: ...
 
+    def scoring(self, purpose: Purpose) -> ProbeScoring:
+        """How the student answers the probes: generate, score the gold answer's likelihood, or both."""
+        ...
+
     def score(self, context: C, report: StudentReport) -> float:
         """τ for this context in [0, 1] (knowledge: mean of the grading metric; ARC: pass@2 solved)."""
+        ...
+
+    def reward_of(self, context: C, report: StudentReport) -> float:
+        """The reward that ranks this context's self-edits in training rounds, in [0, 1]."""
         ...

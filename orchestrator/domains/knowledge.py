@@ -8,14 +8,24 @@ implication is an assistant turn answering "Tell me about {title}.", and each qu
 learned to what is asked, as it does in the reference. Loss on the assistant turn only is the natural
 setting (`loss_on="completion"`): the chat scaffolding is not knowledge.
 
-Grading defaults to token F1 (SQuAD's standard metric): unlike "gold contained in the answer" it cannot
-be gamed by long answers, and unlike exact match it gives a 135M student partial credit.
+Self-edit formats (the paper's prompt ablation, Table 6; prompts in our own words): `implications` (the
+paper's default), `implications-long` (a longer list), `rewrite` (the passage restated several ways),
+`self-qa` (question–answer pairs, trained as question → answer chat turns). Each line of the first three
+is one training example; every edit also trains on the passage itself, as the paper does.
+
+τ and the reward are metrics the config chooses (`metric`, `reward`): exact match, token F1, "contains
+gold" (the gold answer inside the answer: the nearest cheap proxy of the paper's LLM judge, which accepts
+extra words), and `gold_prob`, exp of the mean per-token log-probability of the gold answer
+(teacher-forced, no generation: one forward pass), a dense score that moves when a 135M student's answers
+are all still wrong. As exp(log-prob) it lies in [0, 1] like the others, so a failed job's 0 stays the
+worst score and rewards of different kinds are compared the same way.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -25,16 +35,36 @@ from typing import Any, Literal
 
 from orchestrator.domains.base import ParsedEdit, ParseFailure
 from orchestrator.errors import DataError
-from student.messages import Probe, StudentReport, TrainingExample, TrainSpec
+from student.messages import Probe, ProbeScoring, StudentReport, TrainingExample, TrainSpec
 from teacher.base import ChatMessage
 
-Metric = Literal["exact_match", "f1", "contains"]
+Metric = Literal["exact_match", "f1", "contains", "gold_prob"]
+METRICS: tuple[Metric, ...] = ("exact_match", "f1", "contains", "gold_prob")
+GENERATED: tuple[Metric, ...] = ("exact_match", "f1", "contains")  # need the student's greedy answers
+EditFormat = Literal["implications", "implications-long", "rewrite", "self-qa"]
+EDIT_FORMATS: tuple[EditFormat, ...] = ("implications", "implications-long", "rewrite", "self-qa")
 
-TEACHER_SYSTEM = (
-    "You study a passage and list what follows from it. Write the implications of the passage, both "
-    "direct and indirect, one per line. Each line is a complete sentence that makes sense on its own, "
-    "without the passage."
-)
+TEACHER_SYSTEMS: dict[EditFormat, str] = {
+    "implications": (
+        "You study a passage and list what follows from it. Write the implications of the passage, both "
+        "direct and indirect, one per line. Each line is a complete sentence that makes sense on its own, "
+        "without the passage."
+    ),
+    "implications-long": (
+        "You study a passage and list everything that follows from it. Write a long list of implications "
+        "of the passage, direct and indirect, at least twenty, one per line. Each line is a complete "
+        "sentence that names who or what it is about, so that it makes sense without the passage."
+    ),
+    "rewrite": (
+        "You restate a passage. Rewrite it in several different ways, each rewrite on its own line, each "
+        "keeping every name, date and number of the passage but saying it in other words and order."
+    ),
+    "self-qa": (
+        "You turn a passage into study questions. Write questions about the passage with their answers, "
+        "each as a line \"Question: ...\" followed by a line \"Answer: ...\". Cover every fact: names, "
+        "dates, numbers, places, causes."
+    ),
+}
 PROBE_SYSTEM = "Answer the question with a short, direct answer."
 # The paper's student settings (LoRA r=32, α=64 is LoRASpec's default), batched, loss on the answers.
 TRAIN = TrainSpec(lr=1e-3, epochs=10, batch_size=4, loss_on="completion")
@@ -156,50 +186,120 @@ def _is_content(line: str) -> bool:
     return any(c.isalpha() for c in line) and not is_header and not _INTRO.match(line)
 
 
+# "Question 3:", "Q:", "Answer 2.", "A:" opening a line, then the text; "1. " before a question is a list mark.
+_QA_MARK = re.compile(r"^\s*(question|answer|q|a)\s*\d*\s*[:.)]\s*", re.IGNORECASE | re.MULTILINE)
+
+
+def question_answers(text: str, limit: int) -> list[tuple[str, str]]:
+    """(question, answer) pairs of a self-qa edit, at most `limit`. An answer follows its question after
+    an "Answer:" mark, or else on the question's next lines. Text before the first mark is a question:
+    the paper's prompt ends in "Question 1:", so its published edits start inside the first question."""
+    marks = list(_QA_MARK.finditer(text))
+    bounds = [m.start() for m in marks[1:]] + [len(text)]
+    parts = [("q", text[: marks[0].start()] if marks else text)]
+    parts += [(m.group(1)[0].lower(), text[m.end(): end]) for m, end in zip(marks, bounds, strict=True)]
+    pairs: list[tuple[str, str]] = []
+    for (kind, body), (next_kind, next_body) in zip(parts, [*parts[1:], ("q", "")], strict=True):
+        if kind != "q":
+            continue
+        lines = [_LIST_MARK.sub("", line).strip() for line in body.strip().splitlines()]
+        lines = [line for line in lines if line]
+        if next_kind == "a":
+            question, answer = " ".join(lines), " ".join(next_body.split())
+        else:
+            question, answer = (lines[0], " ".join(lines[1:])) if lines else ("", "")
+        if question and answer:
+            pairs.append((question, answer))
+    return pairs[:limit]
+
+
 # --- the domain ----------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class KnowledgeDomain:
     metric: Metric = "f1"
+    """Held-out τ."""
+    reward: Metric = "f1"
+    """What ranks self-edits in training rounds (the same metric, over the same questions, as τ by default)."""
+    edit_format: EditFormat = "implications"
     max_implications: int = 30  # the reference's cap on segments per self-edit
     name: str = "knowledge"
+
+    def __post_init__(self) -> None:
+        for option, value, allowed in (("metric", self.metric, METRICS), ("reward", self.reward, METRICS),
+                                       ("edit_format", self.edit_format, EDIT_FORMATS)):
+            if value not in allowed:
+                raise ValueError(f"knowledge {option} '{value}' is not one of: {', '.join(allowed)}")
+        if self.max_implications < 1:
+            raise ValueError(f"knowledge max_implications must be >= 1, got {self.max_implications}")
 
     def context_id(self, context: Passage) -> str:
         return hashlib.sha1(f"{context.title}\n{context.context}".encode()).hexdigest()[:12]
 
     def teacher_prompt(self, context: Passage) -> list[ChatMessage]:
         return [
-            {"role": "system", "content": TEACHER_SYSTEM},
+            {"role": "system", "content": TEACHER_SYSTEMS[self.edit_format]},
             {"role": "user", "content": f"{context.title}\n{context.context}"},
         ]
 
     def parse_edit(self, context: Passage, text: str, train: TrainSpec) -> ParsedEdit:
-        """One example per implication, then the passage itself, as the paper trains."""
+        """The edit's training examples (one per line, or per question–answer pair), then the passage
+        itself, as the paper trains."""
         if not text.strip():
             raise ParseFailure("empty self-edit")
-        lines = implications(text, self.max_implications)
-        if not lines:
-            raise ParseFailure("no usable line in the self-edit (only list marks, headers or boilerplate)")
-        facts = (*lines, context.context)
-        return ParsedEdit(examples=tuple(fact_example(context, fact) for fact in facts), train=train)
+        if self.edit_format == "self-qa":
+            pairs = question_answers(text, self.max_implications)
+            if not pairs:
+                raise ParseFailure("no question followed by an answer in the self-edit")
+            examples = tuple(qa_example(context, q, a) for q, a in pairs)
+        else:
+            lines = implications(text, self.max_implications)
+            if not lines:
+                raise ParseFailure("no usable line in the self-edit (only list marks, headers or boilerplate)")
+            examples = tuple(fact_example(context, line) for line in lines)
+        return ParsedEdit(examples=(*examples, fact_example(context, context.context)), train=train)
 
     def probes(self, context: Passage) -> tuple[Probe, ...]:
         cid = self.context_id(context)
         return tuple(
-            Probe(f"{cid}/q{i}", f"Topic: {context.title}\n{qa.question}", qa.answer, PROBE_SYSTEM)
+            Probe(f"{cid}/q{i}", question_prompt(context, qa.question), qa.answer, PROBE_SYSTEM)
             for i, qa in enumerate(context.questions)
         )
+
+    def scoring(self, purpose: Literal["reward", "tau"]) -> ProbeScoring:
+        """How students answer: a likelihood reward needs no generation in training rounds (cheap);
+        held-out τ records both, so every metric can be read from a run."""
+        if purpose == "tau":
+            return "both"
+        return "likelihood" if self.reward not in GENERATED else "both"
 
     def score(self, context: Passage, report: StudentReport) -> float:
         return tau(report, self.metric)
 
+    def reward_of(self, context: Passage, report: StudentReport) -> float:
+        return tau(report, self.reward)
+
 
 def tau(report: StudentReport, metric: Metric) -> float:
     """Mean of `metric` over the passage's questions; a failed job scores 0 (DESIGN §2)."""
-    return report.mean(metric) if report.ok else 0.0
+    if not report.ok or not report.results:
+        return 0.0
+    if metric == "gold_prob":
+        return sum(math.exp(r.scores["gold_logprob"]) for r in report.results) / len(report.results)
+    return report.mean(metric)
+
+
+def question_prompt(passage: Passage, question: str) -> str:
+    """A question as the student is asked it (probes) and, for self-qa edits, trained on it."""
+    return f"Topic: {passage.title}\n{question}"
 
 
 def fact_example(passage: Passage, fact: str) -> TrainingExample:
     """One statement about the passage's topic, as the answer to "Tell me about {title}."."""
     return TrainingExample(prompt=f"Tell me about {passage.title}.", completion=fact)
+
+
+def qa_example(passage: Passage, question: str, answer: str) -> TrainingExample:
+    """A self-qa pair, as a question is asked at evaluation."""
+    return TrainingExample(prompt=question_prompt(passage, question), completion=answer, system=PROBE_SYSTEM)

@@ -3,21 +3,31 @@ exit 2 and nothing written."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pydantic import BaseModel
 from typer.testing import CliRunner
 
 from orchestrator.cli import app
 from orchestrator.config import (
+    CheckedBy,
     ConfigError,
+    LoRAFields,
+    MStepTrain,
     SealConfig,
+    TrainSpecFields,
+    allowed_range,
     config_toml,
     diff,
     load_config,
     parse_overrides,
+    summary,
 )
+from student.messages import LoRASpec, TrainSpec
 
 REPO = Path(__file__).resolve().parents[2]
 runner = CliRunner()
@@ -100,13 +110,153 @@ def test_set_without_equals_is_an_error() -> None:
         parse_overrides(["teacher.model"])
 
 
+# --- ranges: every number that could not run is a load error naming the key and the allowed range -------
+
+# (key, a value outside its range, the range the message shows); every constrained field appears.
+OUT_OF_RANGE = [
+    ("run.rounds", -1, ">= 0"),
+    ("data.n_train", 0, ">= 1"),
+    ("data.n_eval", 0, ">= 1"),
+    ("teacher.max_lora_rank", 0, ">= 1"),
+    ("teacher.max_model_len", 0, ">= 1"),
+    ("teacher.sampling.n", 0, ">= 1"),
+    ("teacher.sampling.temperature", -1, ">= 0"),
+    ("teacher.sampling.top_p", 0, "> 0 and <= 1"),
+    ("teacher.sampling.top_p", 2, "> 0 and <= 1"),
+    ("teacher.sampling.max_tokens", 0, ">= 1"),
+    ("student.eval_times", 0, ">= 1"),
+    ("pool.workers", 0, ">= 1"),
+    ("pool.job_timeout", -3, "> 0"),
+    ("pool.job_timeout", 0, "> 0"),
+    ("eval.edits", 0, ">= 1"),
+    ("eval.repeats", 0, ">= 1"),
+    *[(f"{section}.lora.{key}", value, allowed) for section in ("student", "restem") for key, value, allowed in [
+        ("r", 0, ">= 1"),
+        ("alpha", 0, "> 0"),
+        ("dropout", -0.1, ">= 0 and < 1"),
+        ("dropout", 1, ">= 0 and < 1"),
+        ("target_modules", [], "non-empty"),
+    ]],
+    *[(f"{section}.train.{key}", value, allowed) for section in ("student", "restem") for key, value, allowed in [
+        ("lr", 0, "> 0"),
+        ("lr", -1, "> 0"),
+        ("epochs", 0, ">= 1"),
+        ("batch_size", 0, ">= 1"),
+        ("max_seq_len", 0, ">= 1"),
+        ("max_steps", 0, ">= 1"),
+        ("warmup_steps", -1, ">= 0"),
+    ]],
+    ("student.train.max_new_tokens", 0, ">= 1"),
+]
+
+
+def constrained_keys(fields: dict[str, Any], prefix: str = "") -> set[str]:
+    """The dotted keys of every field with a range, walking sections and the message dataclasses' schemas."""
+    keys = set()
+    for name, field in fields.items():
+        schema = next((m.schema for m in field.metadata if isinstance(m, CheckedBy)), field.annotation)
+        if isinstance(schema, type) and issubclass(schema, BaseModel):
+            keys |= constrained_keys(schema.model_fields, f"{prefix}{name}.")
+        elif allowed_range(field):
+            keys.add(f"{prefix}{name}")
+    return keys
+
+
+def test_every_constrained_field_has_an_out_of_range_case() -> None:
+    assert constrained_keys(SealConfig.model_fields) == {key for key, _, _ in OUT_OF_RANGE}
+
+
+@pytest.mark.parametrize(("key", "value", "allowed"), OUT_OF_RANGE, ids=lambda x: str(x))
+def test_out_of_range_values_name_the_key_and_the_range(tmp_path: Path, key: str, value: Any, allowed: str) -> None:
+    got = f"must be {allowed} (got {json.dumps(value)})"
+    with pytest.raises(ConfigError) as by_flag:
+        load_config(None, {key: value})
+    assert str(by_flag.value) == f"--set {key}: {got}"
+    section, _, leaf = key.rpartition(".")
+    path = write(tmp_path, f"[{section}]\n{leaf} = {json.dumps(value)}\n")
+    with pytest.raises(ConfigError) as in_file:
+        load_config(path)
+    assert str(in_file.value) == f"{path}: {key}: {got}"
+
+
+def test_values_on_the_bounds_load() -> None:
+    cfg = load_config(None, {
+        "run.rounds": 0, "teacher.sampling.temperature": 0, "teacher.sampling.top_p": 1, "student.lora.dropout": 0,
+        "student.train.warmup_steps": 0, "restem.train.max_steps": 1, "pool.job_timeout": 0.5,
+    })
+    assert (cfg.run.rounds, cfg.teacher.sampling.top_p, cfg.restem.train.max_steps) == (0, 1, 1)
+
+
+def test_message_dataclasses_stay_plain_dataclasses_and_mirror_their_schemas() -> None:
+    cfg = load_config(None, {"student.train.lr": 5e-4, "restem.lora.target_modules": ["q_proj"]})
+    assert type(cfg.student.train) is TrainSpec and cfg.student.train.lr == 5e-4
+    assert type(cfg.student.lora) is LoRASpec and type(cfg.restem.lora) is LoRASpec
+    assert cfg.restem.lora.target_modules == ("q_proj",)
+    assert SealConfig(student={"train": TrainSpec(epochs=2)}).student.train == TrainSpec(epochs=2)
+    train_fields = {f.name for f in dataclasses.fields(TrainSpec)}
+    assert set(TrainSpecFields.model_fields) == train_fields
+    assert set(MStepTrain.model_fields) == train_fields - {"chat", "max_new_tokens"}
+    assert set(LoRAFields.model_fields) == {f.name for f in dataclasses.fields(LoRASpec)}
+
+
+def test_the_m_step_has_its_own_settings_without_probe_only_keys(tmp_path: Path) -> None:
+    for key in ("chat", "max_new_tokens"):
+        with pytest.raises(ConfigError, match=f"^--set restem.train.{key}: unknown key 'restem.train.{key}'"):
+            load_config(None, {f"restem.train.{key}": 1})
+    m_step = SealConfig().restem.train.spec(chat=False)
+    assert m_step == TrainSpec(lr=3e-4, epochs=2, batch_size=4, loss_on="completion", chat=False)
+
+
+def test_a_run_saved_with_the_old_probe_only_m_step_keys_still_loads(tmp_path: Path) -> None:
+    saved = config_toml(SealConfig(), {"torch": "2.13.0"}).replace(
+        "[restem.train]\n", "[restem.train]\nchat = true\nmax_new_tokens = 64\n"
+    )
+    assert load_config(write(tmp_path, saved, "config.toml")) == SealConfig()
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ("[data.options]\nmetric = \"bogus\"\n", "c.toml: data.options: knowledge metric 'bogus' is not one of"),
+        ("[data]\ndomain = \"arc\"\n[data.options]\nviews = [\"sideways\"]\n",
+         "c.toml: data.options: arc views must be a non-empty subset of"),
+        ("[data]\ndomain = \"arc\"\n[data.options]\nmax_steps = 0\n",
+         "c.toml: data.options: arc max_steps must be >= 1, got 0"),
+    ],
+)
+def test_domain_options_are_checked_at_load(tmp_path: Path, options: str, message: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, options))
+    assert str(e.value).startswith(message.replace("c.toml", str(tmp_path / "c.toml")))
+
+
+def test_summary_lists_what_differs_from_the_defaults_by_section() -> None:
+    assert summary(SealConfig()) == "config: the defaults (configs/quickstart.toml)"
+    cfg = load_config(None, {"run.rounds": 3, "student.lora.target_modules": ["q_proj"], "pool.workers": 2,
+                             "data.options": {"metric": "exact_match"}})
+    assert summary(cfg).splitlines() == [
+        "config, where it differs from the defaults:",
+        "  run: rounds = 3",
+        "  data: options.metric = \"exact_match\"",
+        "  student: lora.target_modules = [\"q_proj\"]",
+        "  pool: workers = 2",
+    ]
+
+
 # --- through the CLI: exit 2, one line, nothing written ----------------------------------------------------
 
 
 def cli_run(tmp_path: Path, text: str, *args: str) -> tuple[int, str]:
+    """`seal run`'s exit code and output, less the resolved-config block a run starts with once its config
+    has loaded (a mistake found later, in the data, comes after it)."""
     config = write(tmp_path, f"[run]\nruns_dir = \"{tmp_path / 'runs'}\"\n{text}")
     result = runner.invoke(app, ["run", str(config), *args])
-    return result.exit_code, result.output.strip()
+    lines = result.output.strip().splitlines()
+    if lines and lines[0].startswith("config"):
+        lines = lines[1:]
+        while lines and lines[0].startswith("  "):
+            lines = lines[1:]
+    return result.exit_code, "\n".join(lines)
 
 
 @pytest.mark.parametrize(
@@ -119,7 +269,7 @@ def cli_run(tmp_path: Path, text: str, *args: str) -> tuple[int, str]:
         ("[data]\nn_eval = 1000\n", [], "data.n_eval = 1000 but the held-out data has 50 contexts"),
         ("[teacher.sampling]\nn = 0\n", [], "teacher.sampling.n: must be >= 1"),
         ("", ["--set", "teacher.sampling.n=0"], "--set teacher.sampling.n: must be >= 1"),
-        ("", ["--mode", "solo"], "--set run.mode: Input should be 'single-model' or 'teacher-student'"),
+        ("", ["--mode", "solo"], "--mode: Input should be 'single-model' or 'teacher-student'"),
         ("[data.options]\nmetrik = \"f1\"\n", [],
          "data.options: unknown option 'metrik' for domain knowledge (did you mean 'metric'?)"),
     ],
@@ -131,6 +281,34 @@ def test_cli_rejects_bad_input_with_one_line_and_writes_nothing(
     assert code == 2
     assert output.startswith("error: ") and message in output, output
     assert len(output.splitlines()) == 1, output
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--rounds", "-1"], "--rounds: must be >= 0 (got -1)"),
+        (["--workers", "0"], "--workers: must be >= 1 (got 0)"),
+        (["--set", "pool.workers=0"], "--set pool.workers: must be >= 1 (got 0)"),
+        (["--set", "run.rounds=2", "--rounds", "-1"], "--rounds: must be >= 0 (got -1)"),  # the flag wins
+        (["--set", "student.train.lr=-1"], "--set student.train.lr: must be > 0 (got -1)"),
+        (["--set", "data.options={metric = \"bogus\"}"], "--set data.options: knowledge metric 'bogus' is not one"),
+    ],
+)
+def test_cli_names_the_flag_that_set_a_bad_value(tmp_path: Path, args: list[str], message: str) -> None:
+    runs = tmp_path / "runs"
+    result = runner.invoke(app, ["run", "--set", f"run.runs_dir=\"{runs}\"", *args])
+    assert result.exit_code == 2
+    assert result.output.startswith(f"error: {message}") and result.output.count("\n") == 1, result.output
+    assert not runs.exists()
+
+
+def test_compare_checks_both_modes_before_running_either(tmp_path: Path) -> None:
+    config = write(tmp_path, f"[run]\nruns_dir = \"{tmp_path / 'runs'}\"\n[pool]\nkind = \"inline\"\n")
+    result = runner.invoke(app, ["compare", str(config)])
+    assert result.exit_code == 2
+    assert result.output.startswith("error: seal compare runs both modes: with run.mode = \"teacher-student\"")
+    assert "pool.kind: \"inline\" needs run.mode = \"single-model\"" in result.output
     assert not (tmp_path / "runs").exists()
 
 

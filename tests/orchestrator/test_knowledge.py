@@ -1,4 +1,6 @@
+import dataclasses
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -7,6 +9,8 @@ import pytest
 
 from orchestrator.domains.base import ParseFailure
 from orchestrator.domains.knowledge import (
+    EDIT_FORMATS,
+    PROBE_SYSTEM,
     QA,
     KnowledgeDomain,
     Passage,
@@ -15,6 +19,7 @@ from orchestrator.domains.knowledge import (
     load_hub,
     load_passages,
     passages_from_squad,
+    question_answers,
 )
 from orchestrator.errors import DataError
 from student.messages import ProbeResult, StudentReport, TrainSpec
@@ -202,3 +207,82 @@ def test_score_is_the_mean_of_the_chosen_metric() -> None:
     assert KnowledgeDomain().score(PASSAGE, report()) == 0.75  # f1 by default
     assert KnowledgeDomain(metric="exact_match").score(PASSAGE, report()) == 0.5
     assert KnowledgeDomain().score(PASSAGE, report(ok=False)) == 0.0
+
+
+def test_gold_prob_is_the_mean_per_token_probability_and_rewards_use_their_own_metric() -> None:
+    scored = tuple(dataclasses.replace(r, scores=r.scores | {"gold_logprob": lp})
+                   for r, lp in zip(report().results, (math.log(0.5), math.log(0.1)), strict=True))
+    full = StudentReport("job", ok=True, results=scored)
+    domain = KnowledgeDomain(metric="contains", reward="gold_prob")
+    assert domain.reward_of(PASSAGE, full) == pytest.approx(0.3)
+    assert domain.score(PASSAGE, full) == 0.5
+    assert domain.reward_of(PASSAGE, dataclasses.replace(full, ok=False)) == 0.0  # failure: the worst reward
+
+
+def test_a_likelihood_reward_needs_no_generation_in_training_rounds() -> None:
+    assert KnowledgeDomain(reward="gold_prob").scoring("reward") == "likelihood"
+    assert KnowledgeDomain(reward="contains").scoring("reward") == "both"
+    assert KnowledgeDomain(reward="gold_prob").scoring("tau") == "both"  # held-out τ records every metric
+
+
+@pytest.mark.parametrize(("option", "value"), [("metric", "bogus"), ("reward", "judge"), ("edit_format", "poem")])
+def test_unknown_metric_or_format_is_rejected_naming_the_option(option: str, value: str) -> None:
+    with pytest.raises(ValueError, match=f"knowledge {option} '{value}' is not one of"):
+        KnowledgeDomain(**{option: value})
+
+
+# --- self-edit formats, on the paper's published edits ---
+
+SYNTHETIC = Path(__file__).resolve().parents[3] / "shared/data/seal/general-knowledge/data/synthetic_data"
+PUBLISHED = {  # format → a file of published self-edits written with that format's prompt
+    "implications": "train/iter0_train.json",
+    "implications-long": "train/alternate_prompts/iter0_train_prompt-long.json",
+    "rewrite": "train/alternate_prompts/iter0_train_prompt-rewrite.json",
+    "self-qa": "train/alternate_prompts/iter0_train_prompt-self-qa.json",
+}
+
+
+@pytest.mark.parametrize("edit_format", list(PUBLISHED))
+def test_every_format_parses_the_published_edits_of_its_prompt(edit_format: str) -> None:
+    passages = load_passages(SYNTHETIC / PUBLISHED[edit_format])
+    domain = KnowledgeDomain(edit_format=edit_format)  # type: ignore[arg-type]
+    parsed, failed = [], 0
+    for passage in passages:
+        for text in passage.completions:
+            try:
+                parsed.append((passage, domain.parse_edit(passage, text, TrainSpec())))
+            except ParseFailure:
+                failed += 1
+    assert failed / (failed + len(parsed)) < 0.05  # the few failures are edits with no usable content
+    for passage, edit in parsed:
+        assert edit.examples[-1].completion == passage.context  # every format also trains on the passage
+        assert all(e.completion.strip() for e in edit.examples)
+    if edit_format == "self-qa":
+        qa = [e for _, edit in parsed for e in edit.examples[:-1]]
+        assert all(e.prompt.startswith("Topic: ") and e.system == PROBE_SYSTEM for e in qa)
+
+
+def test_self_qa_pairs_in_every_published_shape() -> None:
+    # the paper's prompt ends in "Question 1:", so an edit starts inside the first question
+    marked = "Where was the port?\n\nAnswer:  Piraeus\n\nQuestion 2:  For how long?\n\nAnswer:  1854-1857\n"
+    numbered = ("1. What did the Shah decide?\nAnswer 1:  To split the army.\n\n"
+                "Question 2: 2. Who hunted him?\nAnswer 2: Jebe")
+    unmarked = "Who played a peripheral role?\nGreece played a peripheral role.\n\nQuestion 2: Why?\nTo expand."
+    assert question_answers(marked, 30) == [("Where was the port?", "Piraeus"), ("For how long?", "1854-1857")]
+    assert question_answers(numbered, 30) == [("What did the Shah decide?", "To split the army."),
+                                              ("Who hunted him?", "Jebe")]
+    assert question_answers(unmarked, 30) == [("Who played a peripheral role?", "Greece played a peripheral role."),
+                                              ("Why?", "To expand.")]
+    assert question_answers("Q: a?\nA: b\nQ: c?\nA: d", 1) == [("a?", "b")]
+
+
+@pytest.mark.parametrize("text", ["Question 1: Who?\nQuestion 2: What?", "1. 1. 1. 1.", ""])
+def test_self_qa_without_an_answer_is_a_parse_failure(text: str) -> None:
+    with pytest.raises(ParseFailure):
+        KnowledgeDomain(edit_format="self-qa").parse_edit(PASSAGE, text, TrainSpec())
+
+
+def test_each_format_asks_the_teacher_its_own_way() -> None:
+    prompts = {f: KnowledgeDomain(edit_format=f).teacher_prompt(PASSAGE)[0]["content"] for f in EDIT_FORMATS}
+    assert len(set(prompts.values())) == len(EDIT_FORMATS)
+    assert "Question:" in prompts["self-qa"] and "Rewrite" in prompts["rewrite"]

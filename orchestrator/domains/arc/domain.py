@@ -19,8 +19,8 @@ from orchestrator.domains.arc.grids import ArcTask, Grid, grid_to_text, text_to_
 from orchestrator.domains.arc.plan import parse_plan, teacher_messages
 from orchestrator.domains.arc.ttt import render, to_example, ttt_tasks
 from orchestrator.domains.arc.vote import ATTEMPTS, solved, vote
-from orchestrator.domains.base import ParsedEdit
-from student.messages import Probe, StudentReport, TrainSpec
+from orchestrator.domains.base import ParsedEdit, Purpose
+from student.messages import Probe, ProbeScoring, StudentReport, TrainSpec
 from teacher.base import ChatMessage
 
 # The reference's evaluation views: the task as given, transposed, flipped both ways, rotated.
@@ -43,8 +43,11 @@ class ArcDomain:
             raise ValueError(
                 f"arc views must be a non-empty subset of {list(GEOMETRIC)}, got {list(self.views)}"
             )
-        if self.max_examples < 1 or self.max_steps < 1 or not self.leave_out or min(self.leave_out) < 1:
-            raise ValueError("arc needs max_examples >= 1, max_steps >= 1 and leave_out values >= 1")
+        for option, value in (("max_examples", self.max_examples), ("max_steps", self.max_steps)):
+            if value < 1:
+                raise ValueError(f"arc {option} must be >= 1, got {value}")
+        if not self.leave_out or min(self.leave_out) < 1:
+            raise ValueError(f"arc leave_out must be a non-empty list of values >= 1, got {list(self.leave_out)}")
 
     def context_id(self, context: ArcTask) -> str:
         return context.task_id
@@ -72,6 +75,12 @@ class ArcDomain:
                 system, prompt = render(seen.train, pair)
                 probes.append(Probe(_probe_id(context, t, view), prompt, grid_to_text(pair.output), system))
         return tuple(probes)
+
+    def scoring(self, purpose: Purpose) -> ProbeScoring:
+        return "generate"  # a grid is right or wrong: the likelihood of a long gold grid adds nothing
+
+    def reward_of(self, context: ArcTask, report: StudentReport) -> float:
+        return self.score(context, report)
 
     def score(self, context: ArcTask, report: StudentReport) -> float:
         answers = {r.probe_id: r.answer for r in report.results} if report.ok else {}

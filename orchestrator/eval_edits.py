@@ -1,0 +1,124 @@
+"""`seal eval-edits`: apply self-edits already written (SEAL-format files, e.g. the paper's published edits)
+to a student and build the paper's table with paired intervals, with any inner-loop setting.
+
+Rows: no adaptation, passage only, and passage + edits for each file given (one row per file, its edits
+parsed in the file's format). Every file must hold the same passages in the same order, so that every
+row is measured on the same passages with the same LoRA seed and rows can be compared pairwise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from orchestrator import evaluate
+from orchestrator.domains.knowledge import EDIT_FORMATS, EditFormat, KnowledgeDomain, Passage, load_passages
+from orchestrator.errors import DataError
+from student.messages import LoRASpec, StudentReport, TrainSpec, to_dict
+
+
+@dataclass(frozen=True)
+class EditFile:
+    path: Path
+    edit_format: EditFormat
+
+    @property
+    def row_name(self) -> str:
+        return f"passage + {self.path.stem}"
+
+
+def edit_format_of(path: Path, given: str) -> EditFormat:
+    """The format given, or "auto": read from the file name as the paper's files are named
+    (`…_prompt-self-qa.json`, `…-rewrite.json`, `…-long.json`; anything else is implications)."""
+    if given != "auto":
+        if given not in EDIT_FORMATS:
+            raise DataError(f"--format '{given}' is not one of: auto, {', '.join(EDIT_FORMATS)}")
+        return given  # type: ignore[return-value]
+    name = path.stem
+    if "self-qa" in name:
+        return "self-qa"
+    if "rewrite" in name:
+        return "rewrite"
+    return "implications-long" if name.endswith("-long") else "implications"
+
+
+def choose(n: int, first: int, sample: int | None, seed: int) -> list[int]:
+    """Passage indices: the first `first`, or a seeded random `sample` (sorted, so tables read in file order)."""
+    if sample is not None:
+        if sample > n:
+            raise DataError(f"--sample {sample}: the data has only {n} passages")
+        return sorted(random.Random(seed).sample(range(n), sample))
+    if first > n:
+        raise DataError(f"--passages {first}: the data has only {n} passages")
+    return list(range(first))
+
+
+def read_edit_files(files: Sequence[EditFile]) -> list[list[Passage]]:
+    """Each file's passages; all must be the same passages in the same order."""
+    loaded = [load_passages(f.path) for f in files]
+    for f, passages in zip(files[1:], loaded[1:], strict=True):
+        same = len(passages) == len(loaded[0]) and all(
+            (a.title, a.context) == (b.title, b.context) for a, b in zip(passages, loaded[0], strict=True)
+        )
+        if not same:
+            raise DataError(
+                f"data file {f.path} does not hold the same passages, in the same order, as {files[0].path}"
+            )
+    return loaded
+
+
+def table_rows(files: Sequence[EditFile], loaded: Sequence[Sequence[Passage]], chosen: Sequence[int],
+               edit_index: int) -> tuple[evaluate.Row, ...]:
+    rows = [evaluate.Row("no adaptation", "none"), evaluate.Row("passage only", "passage")]
+    for f, passages in zip(files, loaded, strict=True):
+        picked = [passages[i] for i in chosen]
+        rows.append(evaluate.Row(f.row_name, "edits", evaluate.edits_at(picked, edit_index, f"data file {f.path}"),
+                                 f.edit_format))
+    return tuple(rows)
+
+
+@dataclass(frozen=True)
+class EditTable:
+    cells: list[evaluate.Cell]
+    reports: dict[str, StudentReport]
+    summaries: list[evaluate.RowSummary]
+    gains: list[evaluate.RowSummary]  # every row minus no adaptation, and every edits row minus passage only
+
+
+def measure(pool: Any, domain: KnowledgeDomain, passages: Sequence[Passage], rows: Sequence[evaluate.Row],
+            lora: LoRASpec, train: TrainSpec, seed: int, console: Console) -> EditTable:
+    """Run every cell's job on `pool` and grade them: the table, and paired gains."""
+    cells = evaluate.plan(domain, passages, rows, seed=seed, lora=lora, train=train)
+    jobs = evaluate.jobs(cells)
+    reports = evaluate.collect(pool.run(jobs), len(jobs), console)
+    summaries = evaluate.summarise(cells, reports, seed=seed)
+    gains = evaluate.paired_gains(cells, reports, "no adaptation", seed=seed)
+    edit_cells = [c for c in cells if c.row != "no adaptation"]
+    gains += evaluate.paired_gains(edit_cells, reports, "passage only", seed=seed)
+    return EditTable(cells, reports, summaries, gains)
+
+
+def render(table: EditTable, title: str) -> list[Table]:
+    return [evaluate.render(table.summaries, title),
+            evaluate.render(table.gains, "paired: each row minus another on the same passages")]
+
+
+def results(table: EditTable, **settings: Any) -> dict[str, Any]:
+    """The JSON `--out` writes: settings, rows, paired gains, every cell with its answers."""
+    data = evaluate.results(table.cells, table.reports, table.summaries, **settings)
+    data["paired"] = [dataclasses.asdict(g) for g in table.gains]
+    return data
+
+
+def settings(files: Sequence[EditFile], chosen: Sequence[int], model: str, edit_index: int, seed: int,
+             lora: LoRASpec, train: TrainSpec, domain: KnowledgeDomain) -> dict[str, Any]:
+    return {"data": [str(f.path) for f in files], "formats": [f.edit_format for f in files], "passages": list(chosen),
+            "model": model, "edit_index": edit_index, "seed": seed, "lora": to_dict(lora), "train": to_dict(train),
+            "tau_metric": domain.metric}
