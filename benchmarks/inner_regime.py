@@ -37,7 +37,6 @@ from pathlib import Path
 from statistics import mean
 from typing import Any
 
-import numpy as np
 from rich.console import Console
 from rich.table import Table
 
@@ -45,6 +44,7 @@ from orchestrator import evaluate
 from orchestrator.config import ALL_LINEAR, load_config
 from orchestrator.domains.knowledge import METRICS, KnowledgeDomain, Passage, load_passages, tau
 from orchestrator.models import resolve_model
+from orchestrator.reliability import reliability
 from orchestrator.session import build_pool
 from student.messages import LoRASpec, StudentJob, StudentReport, TrainSpec, to_dict
 
@@ -150,40 +150,15 @@ def reliability_jobs(domain: KnowledgeDomain, passages: Sequence[Passage], lora:
     return jobs
 
 
-def reliability(reports: dict[str, StudentReport], n_passages: int, m: int, seeds: Sequence[int]
-                ) -> dict[str, dict[str, float]]:
-    """Per metric: Spearman ρ of per-passage-centred rewards between the two seeds, and pick agreement."""
+def reward_reliability(reports: dict[str, StudentReport], n_passages: int, m: int, seeds: Sequence[int]
+                       ) -> dict[str, dict[str, float]]:
+    """Per metric: orchestrator.reliability's measures of the rewards under the two seeds."""
     out = {}
-    a, b = seeds
     for metric in METRICS:
-        r = {s: np.array([[tau(reports[f"rel/{i}/e{e}/s{s}"], metric) for e in range(m)] for i in range(n_passages)])
-             for s in seeds}
-        centred = {s: (x - x.mean(axis=1, keepdims=True)).ravel() for s, x in r.items()}
-        strict = [i for i in range(n_passages) if (r[a][i] == r[a][i].max()).sum() == 1]
-        agree = [int(np.argmax(r[a][i]) == np.argmax(r[b][i])) for i in strict]
-        out[metric] = {
-            "spearman_centred": _spearman(centred[a], centred[b]),
-            "pick_agreement": mean(agree) if agree else float("nan"),
-            "strict_picks": len(strict), "passages": n_passages, "chance": 1 / m,
-        }
+        a, b = ([[tau(reports[f"rel/{i}/e{e}/s{s}"], metric) for e in range(m)] for i in range(n_passages)]
+                for s in seeds)
+        out[metric] = dataclasses.asdict(reliability(a, b))
     return out
-
-
-def _spearman(x: np.ndarray, y: np.ndarray) -> float:
-    """Pearson correlation of average ranks (ties share their rank); nan when a side is constant."""
-    rx, ry = _ranks(x), _ranks(y)
-    if rx.std() == 0 or ry.std() == 0:
-        return float("nan")
-    return float(np.corrcoef(rx, ry)[0, 1])
-
-
-def _ranks(x: np.ndarray) -> np.ndarray:
-    order = np.argsort(x, kind="stable")
-    ranks = np.empty(len(x))
-    ranks[order] = np.arange(len(x), dtype=float)
-    for value in np.unique(x):  # ties: the mean of their ranks
-        ranks[x == value] = ranks[x == value].mean()
-    return ranks
 
 
 # --- main ----------------------------------------------------------------------------------------------------
@@ -204,38 +179,44 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=1, help="student processes (a local pool when > 1)")
     parser.add_argument("--reliability", action="store_true", help="also measure reward reliability")
+    parser.add_argument("--no-sweep", action="store_true", help="only reward reliability, under --regime")
+    parser.add_argument("--regime", choices=list(REGIMES), help="the regime of --reliability (default: chosen)")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     console = Console(width=None if sys.stdout.isatty() else 160)
     domain = KnowledgeDomain()
     passages = sample_passages(args.passages, args.seed)
     start = time.perf_counter()
-    cells = regime_cells(domain, passages, args.seed)
-    reports = run_jobs(evaluate.jobs(cells), args.workers, console)
-    regimes = summarise_regimes(cells, reports, args.seed)
-    chosen = choose(regimes)
     result: dict[str, Any] = {
         "benchmark": "inner_regime", "command": " ".join([sys.executable, *sys.argv]),
         "data": str(TRAIN_DATA), "passages": [p.title for p in passages], "seed": args.seed,
         "machine": {"cpus": os.cpu_count(), "cpu": platform.processor(), "load_avg_1m": os.getloadavg()[0],
                     "cuda": _cuda_name()},
-        "regimes": regimes,
         "settings": {n: {"lora": to_dict(lo), "train": to_dict(tr)} for n, (lo, tr) in REGIMES.items()},
-        "chosen": chosen, "wall_s": time.perf_counter() - start,
-        "cells": evaluate.results(cells, reports, [])["cells"],
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
-    if args.reliability:
-        lora, train = REGIMES[chosen]
-        seeds, m = (1, 2), 3
-        jobs = reliability_jobs(domain, passages, lora, dataclasses.replace(train, max_new_tokens=32), m, seeds)
-        result["reliability"] = {"regime": chosen, "m": m, "seeds": seeds,
-                                 "metrics": reliability(run_jobs(jobs, args.workers, console), len(passages), m, seeds)}
+    if not args.no_sweep:
+        cells = regime_cells(domain, passages, args.seed)
+        reports = run_jobs(evaluate.jobs(cells), args.workers, console)
+        result["regimes"] = summarise_regimes(cells, reports, args.seed)
+        result["chosen"] = choose(result["regimes"])
+        result["cells"] = evaluate.results(cells, reports, [])["cells"]
         result["wall_s"] = time.perf_counter() - start
         args.out.write_text(json.dumps(result, indent=1) + "\n")
-    console.print(render(result))
-    console.print(f"chosen: {chosen}\nwrote {args.out}", highlight=False)
+        console.print(render(result))
+        console.print(f"chosen: {result['chosen']}", highlight=False)
+    if args.reliability:
+        name = args.regime or result["chosen"]
+        lora, train = REGIMES[name]
+        seeds, m = (1, 2), 3
+        jobs = reliability_jobs(domain, passages, lora, train, m, seeds)
+        result["reliability"] = {"regime": name, "m": m, "seeds": seeds,
+                                 "metrics": reward_reliability(run_jobs(jobs, args.workers, console), len(passages),
+                                                               m, seeds)}
+        result["wall_s"] = time.perf_counter() - start
+        args.out.write_text(json.dumps(result, indent=1) + "\n")
+        console.print(render_reliability(result["reliability"]))
+    console.print(f"wrote {args.out}", highlight=False)
 
 
 def render(result: dict[str, Any]) -> Table:
@@ -247,6 +228,16 @@ def render(result: dict[str, Any]) -> Table:
         table.add_row(r["regime"], f"{r['student_s_per_job']:.1f}", _pct(r["edit_gain"]["contains"]),
                       _pct(r["edit_gain"]["gold_prob"]), _pct(r["edit_gain"]["f1"]),
                       _pct(r["passage_gain"]["contains"]), _pct(r["edit_over_passage"]["contains"]))
+    return table
+
+
+def render_reliability(rel: dict[str, Any]) -> Table:
+    table = Table(title=f"reward reliability: M={rel['m']} edits per passage, two LoRA seeds ({rel['regime']})")
+    for column in ("reward", "Spearman ρ (centred per passage)", "best-of-M pick kept", "strict picks"):
+        table.add_column(column, justify="left" if column == "reward" else "right")
+    for metric, r in rel["metrics"].items():
+        table.add_row(metric, f"{r['spearman_centred']:.2f}", f"{r['pick_agreement']:.2f} (chance {r['chance']:.2f})",
+                      f"{r['strict_picks']}/{r['contexts']}")
     return table
 
 

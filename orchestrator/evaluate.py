@@ -179,11 +179,13 @@ def cell_tau(cell: Cell, reports: Mapping[str, StudentReport], metric: Metric) -
 def summarise(
     cells: Sequence[Cell],
     reports: Mapping[str, StudentReport],
-    metrics: Sequence[Metric] = METRICS,
+    metrics: Sequence[Metric] | None = None,
     *,
     seed: int = 0,
 ) -> list[RowSummary]:
-    """One summary per row, in the order rows first appear in `cells`."""
+    """One summary per row, in the order rows first appear in `cells`; every metric the reports have
+    by default."""
+    metrics = metrics or measured(reports.values())
     by_row: dict[str, list[Cell]] = {}
     for cell in cells:
         by_row.setdefault(cell.row, []).append(cell)
@@ -198,6 +200,14 @@ def summarise(
     ]
 
 
+def measured(reports: Iterable[StudentReport]) -> tuple[Metric, ...]:
+    """The metrics every report with results can be graded in: the generated answers' unless a job only
+    scored likelihoods, and gold_prob where every job scored them."""
+    keys = [set(r.results[0].scores) for r in reports if r.ok and r.results]
+    common = set.intersection(*keys) if keys else {"exact_match", "f1", "contains"}
+    return tuple(m for m in METRICS if (m if m != "gold_prob" else "gold_logprob") in common)
+
+
 def estimate(values: Sequence[float], *, seed: int = 0) -> Estimate:
     low, high = bootstrap_ci(values, seed=seed)
     return Estimate(float(np.mean(values)), low, high)
@@ -207,13 +217,14 @@ def paired_gains(
     cells: Sequence[Cell],
     reports: Mapping[str, StudentReport],
     against: str,
-    metrics: Sequence[Metric] = METRICS,
+    metrics: Sequence[Metric] | None = None,
     *,
     seed: int = 0,
 ) -> list[RowSummary]:
     """Each other row minus `against`, passage by passage, as "row − against": the mean difference with
     a bootstrap interval over passages (paired: the same passages, the same LoRA seed, so what the
     passages share cancels, and the interval is far tighter than two rows' intervals suggest)."""
+    metrics = metrics or measured(reports.values())
     taus: dict[str, dict[int, dict[str, float]]] = {}
     for cell in cells:
         taus.setdefault(cell.row, {})[cell.passage] = {m: cell_tau(cell, reports, m) for m in metrics}
@@ -278,7 +289,7 @@ def results(
                 "passage": cell.passage,
                 "context_id": cell.context_id,
                 "parse_error": cell.parse_error,
-                "tau": {m: cell_tau(cell, reports, m) for m in METRICS},
+                "tau": {m: cell_tau(cell, reports, m) for m in measured(reports.values())},
                 "report": None if cell.job is None else to_dict(reports[cell.job.job_id]),
             }
             for cell in cells

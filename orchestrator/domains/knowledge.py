@@ -195,7 +195,7 @@ def question_answers(text: str, limit: int) -> list[tuple[str, str]]:
     an "Answer:" mark, or else on the question's next lines. Text before the first mark is a question:
     the paper's prompt ends in "Question 1:", so its published edits start inside the first question."""
     marks = list(_QA_MARK.finditer(text))
-    bounds = [m.start() for m in marks[1:]] + [len(text)]
+    bounds = [m.start() for m in marks[1:]] + [len(text)] if marks else []
     parts = [("q", text[: marks[0].start()] if marks else text)]
     parts += [(m.group(1)[0].lower(), text[m.end(): end]) for m, end in zip(marks, bounds, strict=True)]
     pairs: list[tuple[str, str]] = []
