@@ -234,3 +234,27 @@ def test_report_reads_rounds_and_contexts_from_the_journal(tiny_run: Path) -> No
     assert rows[1].kept == 2 and rows[1].parse_failures is not None and rows[1].mstep_loss is not None
     assert [t.row_count for t in tables] == [2, 2]  # rounds; held-out contexts
     assert plot.read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize("reward", ["f1", "gold_prob"])
+def test_training_rounds_answer_as_the_reward_needs_and_held_out_rounds_as_tau_needs(
+    tiny_config: TinyConfig, tmp_path: Path, reward: str
+) -> None:
+    cfg = tiny_config(tmp_path, f"reward-{reward}", **{"data.options": {"metric": "contains", "reward": reward}})
+    loop.main(cfg, False, Console(quiet=True))
+    records = read_journal(cfg.run_dir / JOURNAL)
+    phase_of = {r["context_id"]: r["phase"] for r in records if r["type"] == "edit"}
+    reports = {"train": [], "eval": []}  # type: dict[str, list[dict[str, Any]]]
+    for r in records:
+        if r["type"] == "report":
+            reports[r["key"].split("/")[0] if not r["key"].startswith("baseline/") else
+                    phase_of[r["key"].split("/")[-1]]].append(r)
+    assert reports["train"] and reports["eval"]
+    for r in reports["eval"]:  # held-out: generated answers and likelihoods, τ is contains
+        scores = r["report"]["results"][0]["scores"]
+        assert {"contains", "gold_logprob"} <= set(scores)
+    likelihood_only = reward == "gold_prob"
+    for r in reports["train"]:  # a likelihood reward generates nothing; its score is the reward, in [0, 1]
+        answers = [p["answer"] for p in r["report"]["results"]]
+        assert (answers == [""] * len(answers) or not likelihood_only) and 0.0 <= r["score"] <= 1.0
+        assert ("f1" in r["report"]["results"][0]["scores"]) != likelihood_only

@@ -65,4 +65,4 @@ def test_reliability_of_every_reward_on_a_seeded_tiny_run(tiny_model_dir: str) -
     assert r.spearman_centred == pytest.approx(GOLDEN_SPEARMAN, abs=1e-6)
 
 
-GOLDEN_PICK_AGREEMENT, GOLDEN_SPEARMAN = 0.0, 0.0  # pinned below from the first run
+GOLDEN_PICK_AGREEMENT, GOLDEN_SPEARMAN = 0.0, -17 / 35  # random tiny model: its seeds disagree
