@@ -99,9 +99,7 @@ def measure(pool: Any, domain: KnowledgeDomain, passages: Sequence[Passage], row
     jobs = evaluate.jobs(cells)
     reports = evaluate.collect(pool.run(jobs), len(jobs), console)
     summaries = evaluate.summarise(cells, reports, seed=seed)
-    gains = evaluate.paired_gains(cells, reports, "no adaptation", seed=seed)
-    edit_cells = [c for c in cells if c.row != "no adaptation"]
-    gains += evaluate.paired_gains(edit_cells, reports, "passage only", seed=seed)
+    gains = evaluate.paper_gains(cells, reports, seed=seed)
     return EditTable(cells, reports, summaries, gains)
 
 

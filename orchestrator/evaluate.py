@@ -200,6 +200,13 @@ def summarise(
     ]
 
 
+def paper_gains(cells: Sequence[Cell], reports: Mapping[str, StudentReport], *, seed: int = 0) -> list[RowSummary]:
+    """The paper's comparisons, paired: every row minus no adaptation, every edit row minus passage only."""
+    edit_cells = [c for c in cells if c.row != "no adaptation"]
+    return [*paired_gains(cells, reports, "no adaptation", seed=seed),
+            *paired_gains(edit_cells, reports, "passage only", seed=seed)]
+
+
 def measured(reports: Iterable[StudentReport]) -> tuple[Metric, ...]:
     """The metrics every report with results can be graded in: the generated answers' unless a job only
     scored likelihoods, and gold_prob where every job scored them."""

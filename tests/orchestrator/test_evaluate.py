@@ -131,6 +131,17 @@ def test_summarise_means_per_passage_then_over_passages() -> None:
             assert e.low <= e.mean <= e.high
 
 
+def test_paired_gains_are_means_of_per_passage_differences() -> None:
+    cells = plan()
+    gains = {g.name: g for g in evaluate.paper_gains(cells, fake_reports(cells))}
+    assert list(gains) == ["passage only − no adaptation", "passage + edits − no adaptation",
+                           "passage + edits − passage only"]
+    # f1 per passage: none (0, 0.25), passage (1, failed = 0), edits (1, unusable = 0)
+    assert gains["passage only − no adaptation"].scores["f1"].mean == pytest.approx(((1 - 0) + (0 - 0.25)) / 2)
+    assert gains["passage + edits − passage only"].scores["f1"].mean == pytest.approx(0.0)
+    assert set(gains["passage + edits − no adaptation"].scores) == {"exact_match", "f1", "contains"}
+
+
 def test_table_and_results_json() -> None:
     cells = plan()
     reports = fake_reports(cells)
