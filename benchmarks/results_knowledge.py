@@ -128,12 +128,13 @@ def passages_listing(cfg: SealConfig, passages: Sequence[Passage]) -> list[dict[
 # --- estimate ----------------------------------------------------------------------------------------------
 
 
-def estimate_seconds(cfg: SealConfig, part: int, pending_part1: int | None = None) -> float:
+def estimate_seconds(cfg: SealConfig, part: int, pending_part1: int | None = None,
+                     edit_rows: int = len(EDIT_SOURCES)) -> float:
     """Wall seconds of a part from the unit costs above (part 1: only its jobs not yet journaled)."""
     speedup = _speedup(cfg)
     k, n, m, rounds = cfg.data.n_eval, cfg.data.n_train, cfg.teacher.sampling.n, cfg.run.rounds
     if part == 1:
-        trained = len(EDIT_SOURCES) + 1
+        trained = edit_rows + 1
         jobs = k * (trained + 1) if pending_part1 is None else pending_part1
         share = trained / (trained + 1)
         return jobs * (share * INNER_LOOP_S + (1 - share) * BASELINE_S) / speedup
@@ -159,9 +160,9 @@ def _hm(seconds: float) -> str:
 # --- part 1: published edits → SmolLM2 ---------------------------------------------------------------------
 
 
-def part1_rows(domain: KnowledgeDomain, passages: Sequence[Passage]) -> list[evaluate.Row]:
+def part1_rows(domain: KnowledgeDomain, passages: Sequence[Passage], edit_rows: int) -> list[evaluate.Row]:
     rows = [evaluate.Row("no adaptation", "none"), evaluate.Row("passage only", "passage")]
-    for name, file, edit_format in EDIT_SOURCES:
+    for name, file, edit_format in EDIT_SOURCES[:edit_rows]:
         by_id = {domain.context_id(p): p for p in load_passages(EVAL_DATA / file)}
         missing = [p.title for p in passages if domain.context_id(p) not in by_id]
         if missing:
@@ -183,11 +184,11 @@ def journaled(reports: Iterable[StudentReport], journal: Journal, hashes: dict[s
         yield report
 
 
-def part1(cfg: SealConfig, out: Path, console: Console) -> dict[str, Any]:
+def part1(cfg: SealConfig, out: Path, console: Console, edit_rows: int) -> dict[str, Any]:
     inputs = check_inputs(cfg)
     domain = inputs.domain
     assert isinstance(domain, KnowledgeDomain)
-    cells = evaluate.plan(domain, inputs.eval, part1_rows(domain, inputs.eval), seed=cfg.run.seed,
+    cells = evaluate.plan(domain, inputs.eval, part1_rows(domain, inputs.eval, edit_rows), seed=cfg.run.seed,
                           lora=cfg.student.lora, train=cfg.student.train)
     jobs = evaluate.jobs(cells)
     hashes = {job.job_id: job_hash(job, inputs.student_model) for job in jobs}
@@ -200,7 +201,7 @@ def part1(cfg: SealConfig, out: Path, console: Console) -> dict[str, Any]:
         order = {c.job.job_id: (c.passage, n) for n, c in enumerate(cells) if c.job}
         pending = sorted((job for job in jobs if job.job_id not in done), key=lambda job: order[job.job_id])
         console.print(f"part 1: {len(jobs)} student jobs, {len(done)} journaled, {len(pending)} to run: "
-                      f"about {_hm(estimate_seconds(cfg, 1, len(pending)))}", highlight=False)
+                      f"about {_hm(estimate_seconds(cfg, 1, len(pending), edit_rows))}", highlight=False)
         start = time.perf_counter()
         if pending:
             journal.append("session", str(time.time()), argv=sys.argv, pending=len(pending))
@@ -385,7 +386,7 @@ def main() -> None:
     result_path = out / f"results-k{args.passages}.json"
     result = json.loads(result_path.read_text()) if result_path.exists() else {}
     load_before = os.getloadavg()[0]
-    estimates = {p: estimate_seconds(cfg, p) for p in parts}
+    estimates = {p: estimate_seconds(cfg, p, edit_rows=args.edit_rows) for p in parts}
     console.print(f"estimate (2 quiet CPU cores; unit costs: inner loop {INNER_LOOP_S} s, teacher edit "
                   f"{TEACHER_EDIT_S} s, {cfg.pool.workers} workers ≈ {_speedup(cfg)}× one): "
                   + ", ".join(f"part {p} ≈ {_hm(s)}" for p, s in estimates.items())
@@ -407,7 +408,8 @@ def main() -> None:
     }
     if 1 in parts:
         start = time.perf_counter()
-        result["part1"] = part1(cfg, out, console) | {"command": command, "wall_s": time.perf_counter() - start}
+        result["part1"] = part1(cfg, out, console, args.edit_rows)
+        result["part1"] |= {"command": command, "wall_s": time.perf_counter() - start}
     if 2 in parts:
         name = mode_config(cfg, "single-model").run.name
         line, wall = seal(["run", str(args.config), "--mode", "single-model", "--name", name, "--resume",
@@ -442,6 +444,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, help="inner-loop epochs (config: 3)")
     parser.add_argument("--workers", type=int, default=2, help="local student pool workers")
     parser.add_argument("--set", action="append", default=[], help="a config override, section.key=value")
+    parser.add_argument("--edit-rows", type=int, default=len(EDIT_SOURCES),
+                        help=f"part 1: the first N published-edit rows (of {len(EDIT_SOURCES)})")
     parser.add_argument("--config", type=Path, default=CONFIG)
     parser.add_argument("--out", type=Path, default=OUT, help="results and run directories")
     args = parser.parse_args()

@@ -332,3 +332,16 @@ def test_cli_resume_refuses_a_different_config(tmp_path: Path) -> None:
     assert code == 2
     assert "--resume: this config differs from" in output and "teacher.sampling.n" in output
     assert (existing / "config.toml").read_text() == before
+
+
+def test_the_inner_loop_defaults_are_the_regime_benchmark_s_choice() -> None:
+    """benchmarks/inner_regime.py chose these (README, "An inner loop that learns"); a change here must come
+    with a new measurement, and the quickstart file must say the same."""
+    from orchestrator.config import ALL_LINEAR, load_config
+    from student.messages import LoRASpec, TrainSpec
+
+    cfg = load_config()
+    assert cfg.student.lora == LoRASpec(r=16, alpha=32, dropout=0.0, target_modules=ALL_LINEAR)
+    assert cfg.student.train == TrainSpec(lr=3e-3, epochs=3, batch_size=4, loss_on="completion", max_new_tokens=32)
+    quickstart = load_config(Path(__file__).resolve().parents[2] / "configs" / "quickstart.toml")
+    assert quickstart.student == cfg.student
