@@ -46,7 +46,7 @@ def test_reliability_of_every_reward_on_a_seeded_tiny_run(tiny_model_dir: str) -
     its numbers are pinned (they move when the student's numerics move)."""
     from student.student import Student
 
-    student = Student(tiny_model_dir, bf16=False)
+    student = Student(tiny_model_dir)
     domain, train = KnowledgeDomain(), TrainSpec(lr=1e-2, epochs=2, max_new_tokens=4)
     rewards: dict[int, list[list[float]]] = {}
     for seed in (1, 2):
