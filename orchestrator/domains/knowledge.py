@@ -66,8 +66,6 @@ TEACHER_SYSTEMS: dict[EditFormat, str] = {
     ),
 }
 PROBE_SYSTEM = "Answer the question with a short, direct answer."
-# The paper's student settings (LoRA r=32, α=64 is LoRASpec's default), batched, loss on the answers.
-TRAIN = TrainSpec(lr=1e-3, epochs=10, batch_size=4, loss_on="completion")
 
 
 @dataclass(frozen=True)
