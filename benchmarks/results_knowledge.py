@@ -412,7 +412,8 @@ def main() -> None:
         result["part1"] |= {"command": command, "wall_s": time.perf_counter() - start}
     if 2 in parts:
         name = mode_config(cfg, "single-model").run.name
-        line, wall = seal(["run", str(args.config), "--mode", "single-model", "--name", name, "--resume",
+        resume = ["--resume"] if run_dir(cfg, "single-model").exists() else []
+        line, wall = seal(["run", str(args.config), "--mode", "single-model", "--name", name, *resume,
                            *set_flags(sets)], console)
         result["part2"] = {"command": command, "seal_command": line, "wall_s": wall,
                            "run": run_results(cfg, "single-model")}

@@ -3,12 +3,15 @@ user mistakes end in one `error: ...` line and exit code 2, never a traceback.""
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any
 
+import click
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -40,8 +43,44 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except (UserError, ModelError, DataError, ConfigError, RunDirError, TeacherError) as e:
             console.print(f"[red]error:[/red] {escape(str(e))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
+        except (click.exceptions.Exit, click.exceptions.ClickException, click.exceptions.Abort):
+            raise
+        except Exception as e:
+            if os.environ.get("SEAL_DEBUG"):
+                raise
+            saved = _save_traceback()
+            first = (str(e).strip().splitlines() or [""])[0][:300]
+            console.print(f"[red]internal error:[/red] {type(e).__name__}: {escape(first)} (full traceback in "
+                          f"{saved}; SEAL_DEBUG=1 prints it here)", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
 
     return wrapper
+
+
+def _save_traceback() -> Path:
+    """A bug's traceback goes to a file, so the terminal gets one line and a report gets everything."""
+    import tempfile
+    import time
+    import traceback
+
+    from orchestrator.models import seal_home
+
+    text = f"{' '.join(sys.argv)}\n\n{traceback.format_exc()}"
+    name = f"error-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.txt"
+    for folder in (seal_home() / "errors", Path(tempfile.gettempdir())):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_text(text)
+            return folder / name
+        except OSError:
+            continue  # a read-only home: the temporary folder
+    return Path("(not saved: no writable folder)")
+
+
+def _at_least_one(*flags: tuple[str, int]) -> None:
+    for flag, value in flags:
+        if value < 1:
+            raise UserError(f"{flag} must be 1 or more, got {value}")
 
 
 @app.command("prepare-model")
@@ -101,6 +140,8 @@ def run_cmd(
     flags = {"run.name": name, "run.mode": mode, "run.rounds": rounds, "run.seed": seed, "pool.kind": pool,
              "pool.workers": workers, "pool.ray_address": ray_address}
     cfg = _load(config, sets, **flags)
+    if resume and not cfg.run_dir.exists():
+        raise UserError(f"--resume: no run to continue in {cfg.run_dir}; drop --resume to start it")
     console.print(summary(cfg), markup=False, highlight=False, soft_wrap=True)
     with _step_failures():
         run_dir = loop.main(cfg, resume, console)
@@ -248,9 +289,7 @@ def eval_edits_cmd(
     from orchestrator.session import build_pool
 
     cfg = _load(None, sets, **{"pool.kind": pool, "pool.workers": workers})
-    for flag, value in (("--passages", passages), ("--sample", sample or 1)):
-        if value < 1:
-            raise UserError(f"{flag} must be 1 or more, got {value}")
+    _at_least_one(("--passages", passages), ("--sample", sample or 1))
     if edit_index < 0:
         raise UserError(f"--edit-index must be 0 or more, got {edit_index}")
     files = [eval_edits.EditFile(path, eval_edits.edit_format_of(path, edit_format)) for path in data]
@@ -282,8 +321,6 @@ KeyEnvOpt = Annotated[str | None, typer.Option(help="Environment variable holdin
 
 
 def _key_from_env(api_key_env: str | None) -> str | None:
-    import os
-
     if api_key_env and api_key_env not in os.environ:
         raise UserError(f"--api-key-env: environment variable {api_key_env} is not set")
     return os.environ[api_key_env] if api_key_env else None
@@ -304,7 +341,9 @@ def teacher_serve_cmd(
     log_dir: Annotated[Path, typer.Option(help="Folder for the server log.")] = Path("runs/teacher-serve"),
     api_key_env: KeyEnvOpt = None,
 ) -> None:
-    """Start the vLLM teacher alone (127.0.0.1 only, API key required) and keep it up until Ctrl-C."""
+    """Start the vLLM teacher alone and keep it up until Ctrl-C. It listens on 127.0.0.1 only, and every
+    route but GET /health (the OpenAI routes, /invocations, /tokenize, /metrics, /docs, adapters) needs the
+    API key as `Authorization: Bearer KEY`."""
     import signal
     import time
 
@@ -312,6 +351,9 @@ def teacher_serve_cmd(
     from teacher.vllm_process import LOG_NAME, ServerOptions
     from teacher.vllm_server import VLLMTeacher
 
+    if port is not None and not 0 < port < 65536:
+        raise UserError(f"--port must be a TCP port, 1 to 65535, got {port}")
+    _at_least_one(("--max-lora-rank", max_lora_rank), ("--max-model-len", max_model_len))
     api_key = _key_from_env(api_key_env)
     options = ServerOptions(port=port, max_lora_rank=max_lora_rank, max_model_len=max_model_len)
     path = resolve_model(model)
@@ -367,9 +409,7 @@ def propose_cmd(
     from orchestrator.propose import propose_edits, seal_records, write_seal_file
     from teacher.base import Sampling
 
-    for flag, value in (("--n", n), ("--passages", passages or 1), ("--max-tokens", max_tokens)):
-        if value < 1:
-            raise UserError(f"{flag} must be 1 or more, got {value}")
+    _at_least_one(("--n", n), ("--passages", passages or 1), ("--max-tokens", max_tokens))
     if temperature < 0 or not 0 < top_p <= 1:
         raise UserError(f"need --temperature >= 0 and 0 < --top-p <= 1, got {temperature} and {top_p}")
     if backend not in ("vllm", "hf"):

@@ -34,6 +34,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import CoreSchema, core_schema
 
 from orchestrator.domains import DOMAINS, DomainOptionError, make_domain
+from orchestrator.errors import DataError, read_user_text
 from student.messages import LoRASpec, LossOn, TrainSpec
 
 Mode = Literal["single-model", "teacher-student"]
@@ -335,9 +336,9 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        return tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
+        return tomllib.loads(read_user_text(path, "config file"))
+    except DataError as e:
+        raise ConfigError(str(e)) from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML ({e})") from None
 

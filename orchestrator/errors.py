@@ -1,5 +1,36 @@
-"""User-facing errors the CLI prints as one line (`error: ...`, exit 2) instead of a traceback."""
+"""User-facing errors the CLI prints as one line (`error: ...`, exit 2) instead of a traceback, and the
+readers of user files that raise them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
 
 
 class DataError(ValueError):
     """Input data that cannot be used; the message names the file or item and what is wrong."""
+
+
+def read_user_text(path: Path, what: str) -> str:
+    """A file the user named, as UTF-8 text; every way it can be unreadable is one line naming it."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataError(f"{what} {path} not found") from None
+    except IsADirectoryError:
+        raise DataError(f"{what} {path} is a directory; give a file") from None
+    except PermissionError:
+        raise DataError(f"{what} {path} cannot be read: permission denied") from None
+    except UnicodeDecodeError as e:
+        raise DataError(f"{what} {path} is not UTF-8 text (byte {e.start} is {e.object[e.start]:#04x}); "
+                        "save it as UTF-8") from None
+    except OSError as e:
+        raise DataError(f"{what} {path} cannot be read: {e.strerror}") from None
+
+
+def read_user_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(read_user_text(path, what))
+    except json.JSONDecodeError as e:
+        raise DataError(f"{what} {path} is not valid JSON ({e.msg} at line {e.lineno})") from None

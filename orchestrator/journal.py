@@ -34,8 +34,12 @@ def create_run_dir(path: Path, config_text: str) -> Path:
         raise RunDirError(
             f"run directory {path} exists: pass --resume to continue it, or --name NEW for a new run"
         )
-    path.mkdir(parents=True)
-    (path / CONFIG).write_text(config_text)
+    try:
+        path.mkdir(parents=True)
+        (path / CONFIG).write_text(config_text)
+    except OSError as e:  # read-only or immutable runs dir, a file where a folder must be, a full disk
+        raise RunDirError(f"cannot create run directory {path}: {e.strerror}; choose another run.runs_dir "
+                          "or --name") from None
     return path
 
 
@@ -48,9 +52,12 @@ class Journal:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.records: list[dict[str, Any]] = _read_repaired(path)
+        try:
+            self.records: list[dict[str, Any]] = _read_repaired(path)
+            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as e:  # a read-only or immutable run directory being resumed
+            raise RunDirError(f"cannot write the journal {path}: {e.strerror}") from None
         self._index = {(r["type"], r["key"]): r for r in self.records}
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     def get(self, type_: str, key: str) -> dict[str, Any] | None:
         return self._index.get((type_, key))

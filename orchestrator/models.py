@@ -43,15 +43,37 @@ def resolve_model(ref: str) -> str:
         path = model_dir(ref)
         if not (path / "config.json").exists():
             raise ModelError(f"model '{ref}' is not prepared yet: run `seal prepare-model {ref}`")
+        check_model_folder(path)
         return str(path)
     path = Path(ref).expanduser()
     if path.exists():
         check_model_folder(path)
         return str(path.resolve())
     if ref.count("/") == 1 and not ref.startswith((".", "/", "~")):
-        return ref
+        return hub_snapshot(ref)
     known = ", ".join(KNOWN_MODELS)
     raise ModelError(f"unknown model '{ref}': use one of [{known}], a local model folder, or a Hub id (org/name)")
+
+
+# What loading a model needs from a Hub repository; not its other formats (GGUF, ONNX, original weights).
+HUB_FILES = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "tokenizer*"]
+
+
+def hub_snapshot(repo_id: str) -> str:
+    """The local folder of a Hub model, downloaded once here (the cache is reused, and offline runs
+    with `HF_HUB_OFFLINE=1` use it) so that every student process and the vLLM server read one copy."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    try:
+        return snapshot_download(repo_id, allow_patterns=HUB_FILES)
+    except RepositoryNotFoundError:
+        raise ModelError(f"model '{repo_id}' is not on the Hub (or needs a token: set HF_TOKEN)") from None
+    except LocalEntryNotFoundError:
+        raise ModelError(f"model '{repo_id}' is not in the Hub cache and the Hub cannot be reached: "
+                         "connect, or use a prepared name or a local model folder") from None
+    except HfHubHTTPError as e:
+        raise ModelError(f"model '{repo_id}': the Hub answered {str(e).splitlines()[0]}") from None
 
 
 def check_model_folder(path: Path) -> None:
@@ -64,6 +86,25 @@ def check_model_folder(path: Path) -> None:
         raise ModelError(f"model folder {path}: config.json is corrupt ({e.msg} at line {e.lineno})") from None
     if not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
         raise ModelError(f"model folder {path} has no weights (*.safetensors): prepare or download it again")
+    for weights in path.glob("*.safetensors"):
+        check_safetensors(weights)
+
+
+def check_safetensors(path: Path) -> None:
+    """A safetensors file whose header promises more bytes than the file has is cut short (a copy or
+    download that stopped); loading it would fail deep inside a worker with a page of traceback."""
+    with path.open("rb") as f:
+        header_len = int.from_bytes(f.read(8), "little")
+        try:
+            header = json.loads(f.read(header_len)) if 0 < header_len < path.stat().st_size else None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            header = None
+    if not isinstance(header, dict):
+        raise ModelError(f"{path} is not a safetensors file (its header is unreadable): prepare or download it again")
+    end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+    if 8 + header_len + end > path.stat().st_size:
+        raise ModelError(f"{path} is truncated ({path.stat().st_size:,} of {8 + header_len + end:,} bytes): "
+                         "prepare or download it again")
 
 
 def prepare_model(name: str = SMOLLM2, progress: Callable[[str], object] = print) -> Path:

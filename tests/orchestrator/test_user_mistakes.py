@@ -1,0 +1,176 @@
+"""Every user mistake the reliability issue found ends in one `error: ...` line, exit code 2, and nothing
+written; a bug ends in one line that says where its traceback went. Real files, real CLI, no model is
+loaded (each mistake is caught before one would be)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from orchestrator.cli import app
+
+runner = CliRunner()
+NOT_UTF8 = b'[{"title": "caf\xe9", "context": "x", "questions": []}]'
+
+
+def seal(*args: str | Path) -> tuple[int, str]:
+    """Exit code and output, less the resolved-config block `seal run` prints once its config loads."""
+    result = runner.invoke(app, [str(a) for a in args])
+    lines = result.output.strip().splitlines()
+    if lines and lines[0].startswith("config"):
+        lines = lines[1:]
+        while lines and lines[0].startswith("  "):
+            lines = lines[1:]
+    return result.exit_code, "\n".join(lines)
+
+
+def one_line_error(code: int, output: str, message: str) -> None:
+    assert code == 2, output
+    assert output.startswith("error: ") and len(output.splitlines()) == 1, output
+    assert message in output, output
+
+
+@pytest.fixture
+def runs(tmp_path: Path) -> Path:
+    return tmp_path / "runs"
+
+
+def run_with(runs: Path, *sets: str) -> tuple[int, str]:
+    flags = [a for s in (f'run.runs_dir="{runs}"', *sets) for a in ("--set", s)]
+    return seal("run", *flags)
+
+
+def test_a_config_file_that_is_not_utf8(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_bytes(b'[run]\nname = "caf\xe9"\n')
+    one_line_error(*seal("run", config), f"config file {config} is not UTF-8 text (byte 19 is 0xe9)")
+
+
+def test_a_directory_given_as_the_config(tmp_path: Path) -> None:
+    one_line_error(*seal("run", tmp_path), f"config file {tmp_path} is a directory; give a file")
+
+
+def test_a_directory_given_as_the_data(tmp_path: Path, runs: Path) -> None:
+    one_line_error(*run_with(runs, f'data.train_path="{tmp_path}"'),
+                   f"data.train_path: data file {tmp_path} is a directory")
+    assert not runs.exists()
+
+
+def test_knowledge_data_that_is_not_utf8(tmp_path: Path, runs: Path) -> None:
+    data = tmp_path / "passages.json"
+    data.write_bytes(NOT_UTF8)
+    one_line_error(*run_with(runs, f'data.train_path="{data}"'), f"data file {data} is not UTF-8 text")
+    assert not runs.exists()
+
+
+def test_arc_data_that_is_not_utf8(tmp_path: Path, runs: Path) -> None:
+    challenges = tmp_path / "x_challenges.json"
+    challenges.write_bytes(b'{"t": "\xff"}')
+    (tmp_path / "x_solutions.json").write_text("{}")
+    one_line_error(*run_with(runs, 'data.domain="arc"', f'data.train_path="{challenges}"'),
+                   f"ARC file {challenges} is not UTF-8 text")
+    assert not runs.exists()
+
+
+def test_propose_data_that_is_not_utf8(tmp_path: Path) -> None:
+    data = tmp_path / "passages.json"
+    data.write_bytes(NOT_UTF8)
+    out = tmp_path / "out.json"
+    one_line_error(*seal("propose", "--data", data, "--out", out), f"data file {data} is not UTF-8 text")
+    assert not out.exists()
+
+
+def test_a_file_given_as_the_runs_directory(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    runs.write_text("not a folder")
+    one_line_error(*run_with(runs), f"cannot create run directory {runs / 'quickstart'}: Not a directory")
+    assert runs.read_text() == "not a folder"
+
+
+def _writable(folder: Path) -> bool:
+    try:
+        (folder / ".seal-probe").mkdir()
+    except OSError:
+        return False
+    (folder / ".seal-probe").rmdir()
+    return True
+
+
+@pytest.mark.skipif(_writable(Path("/sys")), reason="/sys is writable here")
+def test_a_read_only_runs_directory() -> None:
+    runs = Path("/sys/seal-runs")  # a read-only file system even for root, who ignores permission bits
+    code, output = run_with(runs)
+    one_line_error(code, output, f"cannot create run directory {runs / 'quickstart'}: ")
+    assert not runs.exists()
+
+
+def test_resume_of_a_run_that_does_not_exist(runs: Path) -> None:
+    one_line_error(*seal("run", "--resume", "--set", f'run.runs_dir="{runs}"'),
+                   f"--resume: no run to continue in {runs / 'quickstart'}; drop --resume to start it")
+    assert not runs.exists()
+
+
+def test_a_port_out_of_range() -> None:
+    one_line_error(*seal("teacher", "serve", "--port", "70000"), "--port must be a TCP port, 1 to 65535, got 70000")
+
+
+def _truncated_model(folder: Path) -> Path:
+    import torch
+    from safetensors.torch import save_file
+
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    weights = folder / "model.safetensors"
+    save_file({"w": torch.zeros(256)}, str(weights))
+    os.truncate(weights, weights.stat().st_size // 2)
+    return folder
+
+
+def test_a_truncated_model_in_run_and_eval_edits(tmp_path: Path, runs: Path) -> None:
+    model = _truncated_model(tmp_path / "model")
+    message = f"{model / 'model.safetensors'} is truncated"
+    one_line_error(*run_with(runs, f'teacher.model="{model}"'), message)
+    assert not runs.exists()
+    data = Path(__file__).parents[2] / "orchestrator" / "data" / "squad_sample.json"
+    one_line_error(*seal("eval-edits", "--data", data, "--model", model, "--passages", "1"), message)
+
+
+def test_a_hub_id_offline(tmp_path: Path, runs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    one_line_error(*run_with(runs, 'teacher.model="org/no-such-model"'),
+                   "model 'org/no-such-model' is not in the Hub cache and the Hub cannot be reached")
+    assert not runs.exists()
+
+
+def test_a_run_that_fails_to_start_leaves_nothing_behind(runs: Path) -> None:
+    """The teacher cannot be reached: the run directory made for it goes again, so the same command
+    gives the same error rather than asking for --resume."""
+    sets = ('run.mode="teacher-student"', 'teacher.backend="url"', 'teacher.url="http://127.0.0.1:9/v1"')
+    first = run_with(runs, *sets)
+    assert first[0] == 2 and first[1].startswith("error: ") and len(first[1].splitlines()) == 1, first
+    assert not (runs / "quickstart").exists()
+    assert run_with(runs, *sets) == first
+
+
+def test_a_bug_is_one_line_and_a_saved_traceback(
+    runs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestrator import loop
+
+    def broken(*args: object) -> Path:
+        raise RuntimeError("an invariant broke\nsecond line")
+
+    monkeypatch.setattr(loop, "main", broken)  # stands for any bug; the thing under test is the CLI's handler
+    monkeypatch.setenv("SEAL_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("SEAL_DEBUG", raising=False)
+    code, output = run_with(runs)
+    assert code == 1 and len(output.splitlines()) == 1, output
+    assert output.startswith("internal error: RuntimeError: an invariant broke (full traceback in ")
+    (saved,) = (tmp_path / "home" / "errors").iterdir()
+    assert str(saved) in output and "raise RuntimeError" in saved.read_text()
