@@ -222,7 +222,7 @@ def build_teacher(cfg: SealConfig, model: str, run_dir: Path, api_key: str | Non
 def build_pool(cfg: SealConfig, model: str, workers: int | None = None) -> Pool:
     """A pool of students of `model`; for a config whose pool is inline, where no teacher shares it
     (evaluation, distillation), the in-process pool."""
-    from student.pool import make_pool
+    from student.pools import make_pool
 
     p = cfg.pool
     kind = "inprocess" if p.kind == "inline" else p.kind

@@ -1,7 +1,9 @@
 """Student pools (DESIGN §2): run jobs on N students, stream reports back as they finish.
 
 Three pools share one contract: `inprocess` (one Student in this process: tests and tiny runs), `local`
-(spawned processes, one per device) and `ray` (actors on any Ray cluster); they live in `student/pools/`.
+(spawned processes, one per device) and `ray` (actors on any Ray cluster); they live in `student/pools/`,
+and `student.pools.make_pool` builds one. This module is their shared contract and imports none of them.
+
 Every job gets `ATTEMPTS` tries. An attempt fails when the student raises, when its worker process dies
 (OOM kill, segfault, `os._exit`) or when it exceeds the job timeout; a dead or timed-out worker is
 replaced. A job whose every attempt failed comes back as a report with ok=False and the last error, so
@@ -17,13 +19,11 @@ from __future__ import annotations
 import dataclasses
 import socket
 from collections.abc import Callable, Iterator, Sequence
-from typing import Literal, Protocol
+from typing import Protocol
 
 from student.messages import Job, Report, StudentJob, StudentReport, TrainJob, TrainReport
 
 ATTEMPTS = 2
-PoolKind = Literal["inprocess", "local", "ray"]
-POOL_KINDS: tuple[PoolKind, ...] = ("inprocess", "local", "ray")
 
 
 class Worker(Protocol):
@@ -48,34 +48,6 @@ class Pool(Protocol):
 
 class PoolError(RuntimeError):
     """The pool cannot run jobs at all, e.g. its workers cannot load the model. Not a job's failure."""
-
-
-def make_pool(
-    kind: PoolKind,
-    model: str,
-    *,
-    workers: int = 1,
-    ray_address: str | None = None,
-    job_timeout: float | None = None,
-    worker_factory: WorkerFactory | None = None,
-) -> Pool:
-    """The pool the config names. `inprocess` ignores `workers` and `job_timeout`: it cannot kill itself."""
-    if kind == "inprocess":
-        from student.pools.inprocess import InProcessPool
-        from student.student import Student
-
-        return InProcessPool((worker_factory or Student)(model))
-    if kind == "local":
-        from student.pools.local import LocalPool
-
-        return LocalPool(model, workers, job_timeout=job_timeout, worker_factory=worker_factory)
-    if kind == "ray":
-        from student.pools.ray_pool import RayPool
-
-        return RayPool(
-            model, workers, ray_address=ray_address, job_timeout=job_timeout, worker_factory=worker_factory
-        )
-    raise ValueError(f"unknown pool '{kind}': use one of {', '.join(POOL_KINDS)}")
 
 
 def worker_name(pid: int, host: str | None = None) -> str:

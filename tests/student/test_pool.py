@@ -19,7 +19,8 @@ import psutil
 import pytest
 
 from student.messages import LoRASpec, Probe, Report, StudentJob, StudentReport, TrainingExample, TrainSpec
-from student.pool import ATTEMPTS, PoolError, make_pool
+from student.pool import ATTEMPTS, PoolError
+from student.pools import make_pool
 from student.pools.inprocess import InProcessPool
 from student.pools.local import LocalPool
 from student.pools.slots import SlotPool
