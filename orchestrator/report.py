@@ -2,8 +2,9 @@
 
 Per round: the E-step's mean reward against the baseline, the share of edits that improved on it and
 that did not parse, how many edits were kept, the M-step's last loss, and held-out τ before (round 0)
-and after each round. Per held-out context (ARC: per task, 1 = solved): τ by round. Plots go to
-`<run>/plots/` as PNG.
+and after each round, with its paired change since round 0 (a 95% bootstrap interval over contexts, so
+a reader sees whether τ moved beyond sampling noise). Per held-out context (ARC: per task, 1 = solved):
+τ by round. Plots go to `<run>/plots/` as PNG.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 from rich.table import Table
 
+from orchestrator.evaluate import Estimate, estimate
 from orchestrator.journal import JOURNAL, read_journal
 
 
@@ -30,6 +32,7 @@ class RoundRow:
     mstep_loss: float | None = None
     tau: float | None = None  # held-out τ after this round
     baseline_tau: float | None = None
+    tau_gain: Estimate | None = None  # paired: τ − round 0's τ on the same contexts, 95% bootstrap interval
 
 
 def round_rows(records: Sequence[dict[str, Any]]) -> list[RoundRow]:
@@ -44,12 +47,22 @@ def round_rows(records: Sequence[dict[str, Any]]) -> list[RoundRow]:
         if r["phase"] == "train":
             rewards.setdefault(r["round"], []).append(r)
     rounds = sorted(evaluations.keys() | selections.keys() | rewards.keys())
-    return [_row(k, rewards.get(k, []), selections.get(k), msteps.get(k), evaluations.get(k)) for k in rounds]
+    gains = gains_over_round_0(per_context(records))
+    return [_row(k, rewards.get(k, []), selections.get(k), msteps.get(k), evaluations.get(k), gains.get(k))
+            for k in rounds]
+
+
+def gains_over_round_0(taus: dict[str, dict[int, float]]) -> dict[int, Estimate]:
+    """Round k's held-out τ minus round 0's, paired on the contexts both evaluated: with a handful of
+    contexts a round's τ moves by sampling noise alone, and this interval says whether it moved beyond it."""
+    rounds = sorted({k for by_round in taus.values() for k in by_round} - {0})
+    gains = {k: [t[k] - t[0] for t in taus.values() if 0 in t and k in t] for k in rounds}
+    return {k: estimate(diffs) for k, diffs in gains.items() if diffs}
 
 
 def _row(
     k: int, rewards: list[dict[str, Any]], selection: dict[str, Any] | None, mstep: dict[str, Any] | None,
-    evaluation: dict[str, Any] | None,
+    evaluation: dict[str, Any] | None, tau_gain: Estimate | None,
 ) -> RoundRow:
     losses = (mstep or {}).get("report", {}).get("epoch_losses") or [None]
     return RoundRow(
@@ -62,6 +75,7 @@ def _row(
         mstep_loss=losses[-1],
         tau=evaluation["tau"] if evaluation else None,
         baseline_tau=evaluation["baseline_tau"] if evaluation else None,
+        tau_gain=tau_gain,
     )
 
 
@@ -85,15 +99,19 @@ def _fmt(value: float | int | None, spec: str = ".3f") -> str:
 def rounds_table(rows: Sequence[RoundRow], title: str) -> Table:
     table = Table(title=title)
     # E-step: mean reward and baseline, share improving, share unparsed, kept; M-step loss; held-out τ.
-    for name in ("round", "reward", "base", "better", "unparsed", "kept", "loss", "τ", "τ base"):
+    for name in ("round", "reward", "base", "better", "unparsed", "kept", "loss", "τ", "τ base", "τ − r0 (95% CI)"):
         table.add_column(name, justify="right")
     for r in rows:
         table.add_row(
             str(r.round), _fmt(r.reward), _fmt(r.baseline), _fmt(r.improved, ".0%"),
             _fmt(r.parse_failures, ".0%"), _fmt(r.kept, "d"), _fmt(r.mstep_loss), _fmt(r.tau),
-            _fmt(r.baseline_tau),
+            _fmt(r.baseline_tau), _gain(r.tau_gain),
         )
     return table
+
+
+def _gain(g: Estimate | None) -> str:
+    return "–" if g is None else f"{g.mean:+.3f} ({g.low:+.3f} to {g.high:+.3f})"
 
 
 def contexts_table(taus: dict[str, dict[int, float]], title: str) -> Table:

@@ -232,6 +232,9 @@ def test_report_reads_rounds_and_contexts_from_the_journal(tiny_run: Path) -> No
     assert [r.round for r in rows] == [0, 1]
     assert rows[0].reward is None and rows[0].tau is not None  # round 0 only measures
     assert rows[1].kept == 2 and rows[1].parse_failures is not None and rows[1].mstep_loss is not None
+    gain = rows[1].tau_gain  # paired on the same held-out contexts: the mean gain is the change of means
+    assert rows[0].tau_gain is None and gain is not None and gain.low <= gain.mean <= gain.high
+    assert gain.mean == pytest.approx(rows[1].tau - rows[0].tau)
     assert [t.row_count for t in tables] == [2, 2]  # rounds; held-out contexts
     assert plot.read_bytes().startswith(b"\x89PNG")
 
