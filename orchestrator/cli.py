@@ -148,11 +148,26 @@ def run_cmd(
     _print_report(run_dir)
 
 
+REPORT_HELP = ("A run directory, e.g. runs/quickstart; with --html also a `seal compare` name (runs/NAME for "
+               "NAME-single-model and NAME-teacher-student) or a `seal eval-edits --out` JSON file.")
+
+
 @app.command("report")
 @user_errors
-def report_cmd(run: Annotated[Path, typer.Argument(help="A run directory, e.g. runs/quickstart.")]) -> None:
+def report_cmd(
+    run: Annotated[Path, typer.Argument(help=REPORT_HELP)],
+    html: Annotated[bool, typer.Option(help="Write one self-contained HTML page: rounds, plots with 95% intervals, "
+                                            "every self-edit and answer.")] = False,
+    out: Annotated[Path | None, typer.Option(help="Where the HTML goes (implies --html); default RUN/report.html, "
+                                                  "NAME-compare.html or the JSON's name with .html.")] = None,
+) -> None:
     """Tables and plots of a run, from its journal: reward, parse failures and held-out τ per round."""
-    _print_report(run)
+    if not (html or out):
+        _print_report(run)
+        return
+    from orchestrator.report_html import write_html
+
+    console.print(f"report: {write_html(run, out)}", highlight=False, soft_wrap=True)
 
 
 @app.command("compare")
