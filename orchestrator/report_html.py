@@ -40,7 +40,7 @@ from orchestrator.edits import PHASE_NAMES, baseline_key
 from orchestrator.errors import DataError
 from orchestrator.evaluate import Estimate
 from orchestrator.journal import CONFIG, JOURNAL, read_journal
-from orchestrator.report import RoundRow, per_context, round_rows
+from orchestrator.report import RoundRow, gains_over_round_0, per_context, round_rows
 
 Record = dict[str, Any]
 REPORT = "report.html"
@@ -434,16 +434,16 @@ def _graded(records: Sequence[Record], cfg: SealConfig | None, mode: str, metric
 def _tau_rows(graded: Graded) -> tuple[TauRow, ...]:
     rows = []
     for metric, by_round in graded.items():
-        first = by_round.get(0, ({}, {}))[0]
-        for k, (tau, baseline) in sorted(by_round.items()):
-            if not tau:
-                continue
-            paired = [tau[c] - first[c] for c in tau if c in first]
-            rows.append(TauRow(
-                metric, k, len(tau), evaluate.estimate(list(tau.values())),
-                evaluate.estimate(list(baseline.values())) if baseline else None,
-                evaluate.estimate(paired) if k != 0 and paired else None,
-            ))
+        by_context: dict[str, dict[int, float]] = {}
+        for k, (tau, _) in by_round.items():
+            for cid, value in tau.items():
+                by_context.setdefault(cid, {})[k] = value
+        gains = gains_over_round_0(by_context)  # the terminal report's paired change, in this metric
+        rows += [
+            TauRow(metric, k, len(tau), evaluate.estimate(list(tau.values())),
+                   evaluate.estimate(list(baseline.values())) if baseline else None, gains.get(k))
+            for k, (tau, baseline) in sorted(by_round.items()) if tau
+        ]
     return tuple(rows)
 
 
