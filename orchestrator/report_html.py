@@ -596,19 +596,11 @@ def _mode_gains(runs: Sequence[RunView]) -> tuple[ModeGain, ...]:
 
 
 @dataclass(frozen=True)
-class TableRow:
-    name: str
-    passages: int
-    failed: int
-    scores: dict[str, Estimate]
-
-
-@dataclass(frozen=True)
 class EvalEditsPage:
     path: Path
     settings: dict[str, Any]
-    rows: tuple[TableRow, ...]
-    paired: tuple[TableRow, ...]
+    rows: tuple[evaluate.RowSummary, ...]
+    paired: tuple[evaluate.RowSummary, ...]
     metrics: tuple[str, ...]
     metric: str  # τ's metric, shown per cell
     passages: tuple[HeldOutContext, ...]  # columns: the table's rows
@@ -637,9 +629,10 @@ def eval_edits_page(path: Path) -> EvalEditsPage:
     )
 
 
-def _table_row(r: Mapping[str, Any]) -> TableRow:
+def _table_row(r: Mapping[str, Any]) -> evaluate.RowSummary:
+    """A row as `evaluate.results` wrote it (dataclasses.asdict of a RowSummary), read back."""
     scores = {m: Estimate(e["mean"], e["low"], e["high"]) for m, e in r.get("scores", {}).items()}
-    return TableRow(r.get("name", "?"), r.get("passages", 0), r.get("failed", 0), scores)
+    return evaluate.RowSummary(r.get("name", "?"), r.get("passages", 0), r.get("failed", 0), scores)
 
 
 def _edit_files(data: Mapping[str, Any], notes: list[str]) -> tuple[dict[str, Any], dict[tuple[str, str], str]]:

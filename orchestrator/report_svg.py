@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 from markupsafe import Markup
 
-from orchestrator.evaluate import Estimate
+from orchestrator.evaluate import Estimate, RowSummary
 from orchestrator.report import RoundRow
 
 if TYPE_CHECKING:
-    from orchestrator.report_html import TableRow, TauRow
+    from orchestrator.report_html import TauRow
 
 
 def reward_figure(rewards: Mapping[int, Estimate], rows: Sequence[RoundRow], prefix: str) -> Markup:
@@ -61,7 +61,7 @@ def modes_figure(modes: Mapping[str, Sequence[TauRow]], metric: str) -> Markup:
     return _svg(fig)
 
 
-def table_figure(rows: Sequence[TableRow], metrics: Sequence[str], title: str) -> Markup:
+def table_figure(rows: Sequence[RowSummary], metrics: Sequence[str], title: str) -> Markup:
     """A table's rows as points with intervals, one panel per metric."""
     fig, axes = _pyplot().subplots(1, len(metrics), figsize=(3.4 * len(metrics) + 1.5, 0.45 * len(rows) + 1.4),
                                    squeeze=False)
