@@ -236,7 +236,7 @@ def run_view(run_dir: Path, prefix: str = "", plots: bool = True) -> RunView:
     taus = _tau_rows(_graded(records, cfg, mode, metric, notes))
     evaluations = {r["round"]: r for (kind, _), r in latest.items() if kind == "evaluation"}
     train = _train_rounds(latest, edits, contexts, questions, mode)
-    held = _held_out(latest, edits, contexts, questions, mode, evaluations, label="round {k}")
+    held = _held_out(latest, edits, contexts, questions, mode, evaluations)
     _notes_on_progress(records, evaluations, cfg, notes)
     phases = phase_times(records)
     rewards = _rewards(latest)
@@ -380,7 +380,7 @@ def _train_rounds(
 
 def _held_out(
     latest: Mapping[tuple[str, str], Record], edits: Mapping[str, EditView], contexts: Mapping[str, Any],
-    questions: Mapping[str, Any], mode: str, evaluations: Mapping[int, Record], label: str,
+    questions: Mapping[str, Any], mode: str, evaluations: Mapping[int, Record],
 ) -> tuple[HeldOutContext, ...]:
     """Per held-out context, one column per round: its edits, and the student without them (single-model
     students adapt the round's teacher, so each round has its own baseline)."""
@@ -395,7 +395,7 @@ def _held_out(
             evaluation = evaluations.get(k, {})
             base = evaluation.get("adapter", _adapter_after(latest, k)) if mode == "single-model" else None
             columns.append(Column(
-                label=label.format(k=k), round=k, tau=evaluation.get("per_context", {}).get(cid),
+                label=f"round {k}", round=k, tau=evaluation.get("per_context", {}).get(cid),
                 edits=tuple(sorted((edits[key] for key in by_round[k][cid]), key=lambda e: e.index)),
                 job=_job(latest.get(("report", baseline_key(base, cid))), questions.get(cid, {})),
             ))
@@ -514,6 +514,9 @@ def _units(phases: Sequence[PhaseTime], latest: Mapping[tuple[str, str], Record]
 def _notes_on_progress(records: Sequence[Record], evaluations: Mapping[int, Record], cfg: SealConfig | None,
                        notes: list[str]) -> None:
     """What a reader should know is missing: a run that has only started, is in progress, or stopped."""
+    for fork in (r for r in records if r["type"] == "fork"):
+        notes.append(f"This run was forked from {fork['source']}: its first {fork['records']} records were copied "
+                     "from there, so their wall time is not counted here.")
     edit_rounds = {r["round"] for r in records if r["type"] == "edit"}
     if records and not edit_rounds:
         notes.append("The journal has no self-edit yet: the run has only started (or stopped while loading).")
