@@ -36,8 +36,10 @@ from orchestrator import evaluate, report_svg
 from orchestrator.compare import MODES, held_out
 from orchestrator.config import ConfigError, SealConfig, load_config
 from orchestrator.domains import DomainOptionError, load_contexts, make_domain
+from orchestrator.domains.knowledge import KnowledgeDomain, load_passages
 from orchestrator.edits import PHASE_NAMES, baseline_key
 from orchestrator.errors import DataError
+from orchestrator.eval_edits import EditFile
 from orchestrator.evaluate import Estimate
 from orchestrator.journal import CONFIG, JOURNAL, read_journal
 from orchestrator.report import RoundRow, gains_over_round_0, per_context, round_rows
@@ -251,6 +253,13 @@ def run_view(run_dir: Path, prefix: str = "", plots: bool = True) -> RunView:
     return _with_plots(view) if plots else view
 
 
+def _with_plots(view: RunView) -> RunView:
+    plots = [report_svg.reward_figure(view.rewards, view.rows, view.prefix)] if view.rewards else []
+    if view.taus:
+        plots += [report_svg.tau_figure(view.taus, view.prefix, gain) for gain in (False, True)]
+    return dataclasses.replace(view, plots=tuple(plots))
+
+
 def _records(run_dir: Path, notes: list[str]) -> list[Record]:
     path = run_dir / JOURNAL
     if not path.exists() and (run_dir / CONFIG).exists():
@@ -315,9 +324,7 @@ def _context(cid: str, contexts: Mapping[str, Any]) -> Context:
                    str(getattr(c, "context", "")))
 
 
-def _job(record: Record | None, questions: Mapping[str, tuple[str, str]]) -> Job | None:
-    if record is None:
-        return None
+def _job(record: Record, questions: Mapping[str, tuple[str, str]]) -> Job:
     report = record.get("report", {})
     answers = tuple(
         Answer(*questions.get(p["probe_id"], (p["probe_id"], "")), p.get("answer", ""), p.get("scores", {}))
@@ -325,6 +332,13 @@ def _job(record: Record | None, questions: Mapping[str, tuple[str, str]]) -> Job
     )
     seconds = report.get("train_seconds", 0.0) + report.get("eval_seconds", 0.0)
     return Job(record["key"], record.get("score"), report.get("ok", False), report.get("error"), answers, seconds)
+
+
+def _baseline(latest: Mapping[tuple[str, str], Record], base: str | None, cid: str, questions: Mapping[str, Any]
+              ) -> Job | None:
+    """The context's student without an edit, on `base` (the adapter single-model students adapt)."""
+    record = latest.get(("report", baseline_key(base, cid)))
+    return _job(record, questions.get(cid, {})) if record else None
 
 
 def _edit_views(latest: Mapping[tuple[str, str], Record], questions: Mapping[str, Any]) -> dict[str, EditView]:
@@ -345,7 +359,7 @@ def _edit_views(latest: Mapping[tuple[str, str], Record], questions: Mapping[str
             key=key, index=r.get("edit", 0), text=r.get("text", ""), tokens=r.get("tokens"),
             finish_reason=r.get("finish_reason"), parse_error=r.get("parse_error"), reward=reward.get("reward"),
             baseline=reward.get("baseline"), kept=key in kept,
-            jobs=tuple(j for j in (_job(x, asked) for x in jobs.get(key, [])) if j is not None),
+            jobs=tuple(_job(x, asked) for x in jobs.get(key, [])),
         )
     return views
 
@@ -371,7 +385,7 @@ def _train_rounds(
         base = _adapter_after(latest, k - 1) if mode == "single-model" else None
         rows = tuple(
             TrainContext(_context(cid, contexts), tuple(sorted((edits[key] for key in keys), key=lambda e: e.index)),
-                         _job(latest.get(("report", baseline_key(base, cid))), questions.get(cid, {})))
+                         _baseline(latest, base, cid, questions))
             for cid, keys in by_context.items()
         )
         rounds.append(TrainRound(k, selection.get("rule") if selection else None, rows))
@@ -397,7 +411,7 @@ def _held_out(
             columns.append(Column(
                 label=f"round {k}", round=k, tau=evaluation.get("per_context", {}).get(cid),
                 edits=tuple(sorted((edits[key] for key in by_round[k][cid]), key=lambda e: e.index)),
-                job=_job(latest.get(("report", baseline_key(base, cid))), questions.get(cid, {})),
+                job=_baseline(latest, base, cid, questions),
             ))
         out.append(HeldOutContext(_context(cid, contexts), tuple(columns)))
     return tuple(out)
@@ -641,9 +655,6 @@ def _table_row(r: Mapping[str, Any]) -> evaluate.RowSummary:
 def _edit_files(data: Mapping[str, Any], notes: list[str]) -> tuple[dict[str, Any], dict[tuple[str, str], str]]:
     """The passages (by context id) and each edit row's self-edit per passage, from the data files the JSON
     names; none when they are gone (the answers are still shown, without questions and gold)."""
-    from orchestrator.domains.knowledge import KnowledgeDomain, load_passages
-    from orchestrator.eval_edits import EditFile
-
     files, chosen, index = data.get("data") or [], data.get("passages") or [], data.get("edit_index", 0)
     if not files:
         notes.append("the JSON names no data file: questions, gold answers and self-edits are not shown.")
@@ -669,8 +680,6 @@ def _edit_files(data: Mapping[str, Any], notes: list[str]) -> tuple[dict[str, An
 def _passages(cells: Iterable[Mapping[str, Any]], passages: Mapping[str, Any], edits: Mapping[tuple[str, str], str],
               metric: str) -> tuple[HeldOutContext, ...]:
     """Per passage, one column per table row: the row's self-edit (if any) and the student's answers."""
-    from orchestrator.domains.knowledge import KnowledgeDomain
-
     domain = KnowledgeDomain()
     questions = {cid: _questions(domain, p) for cid, p in passages.items()}
     columns: dict[str, list[Column]] = {}
@@ -684,13 +693,6 @@ def _passages(cells: Iterable[Mapping[str, Any]], passages: Mapping[str, Any], e
         tau = (cell.get("tau") or {}).get(metric)
         columns.setdefault(cid, []).append(Column(row, 0, tau, edit, job, job_label="student"))
     return tuple(HeldOutContext(_context(cid, passages), tuple(cols)) for cid, cols in columns.items())
-
-
-def _with_plots(view: RunView) -> RunView:
-    plots = [report_svg.reward_figure(view.rewards, view.rows, view.prefix)] if view.rewards else []
-    if view.taus:
-        plots += [report_svg.tau_figure(view.taus, view.prefix, gain) for gain in (False, True)]
-    return dataclasses.replace(view, plots=tuple(plots))
 
 
 # --- rendering --------------------------------------------------------------------------------------------
