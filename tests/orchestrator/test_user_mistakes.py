@@ -4,6 +4,7 @@ loaded (each mistake is caught before one would be)."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from orchestrator.cli import app
+from orchestrator.domains.knowledge import default_data
 
 runner = CliRunner()
 NOT_UTF8 = b'[{"title": "caf\xe9", "context": "x", "questions": []}]'
@@ -46,7 +48,7 @@ def run_with(runs: Path, *sets: str) -> tuple[int, str]:
 def test_a_config_file_that_is_not_utf8(tmp_path: Path) -> None:
     config = tmp_path / "c.toml"
     config.write_bytes(b'[run]\nname = "caf\xe9"\n')
-    one_line_error(*seal("run", config), f"config file {config} is not UTF-8 text (byte 19 is 0xe9)")
+    one_line_error(*seal("run", config), f"config file {config} is not UTF-8 text (byte 17 is 0xe9)")
 
 
 def test_a_directory_given_as_the_config(tmp_path: Path) -> None:
@@ -134,7 +136,9 @@ def test_a_truncated_model_in_run_and_eval_edits(tmp_path: Path, runs: Path) -> 
     message = f"{model / 'model.safetensors'} is truncated"
     one_line_error(*run_with(runs, f'teacher.model="{model}"'), message)
     assert not runs.exists()
-    data = Path(__file__).parents[2] / "orchestrator" / "data" / "squad_sample.json"
+    passage = json.loads(default_data().read_text())[0] | {"completions": ["An implication."]}
+    data = tmp_path / "edits.json"
+    data.write_text(json.dumps([passage]))
     one_line_error(*seal("eval-edits", "--data", data, "--model", model, "--passages", "1"), message)
 
 
