@@ -164,7 +164,7 @@ def test_the_runs_metric_reproduces_the_journaled_tau_with_intervals_and_a_paire
         assert f1[row.round].tau.low <= row.tau <= f1[row.round].tau.high
     assert f1[0].gain is None
     assert f1[2].gain is not None and f1[2].gain.mean == pytest.approx(0.2)  # every context gains 0.1 a round
-    assert f1[2].contexts == 2 and f1[2].baseline.mean == pytest.approx(0.1)
+    assert f1[2].contexts == 2 and f1[2].baseline is not None and f1[2].baseline.mean == pytest.approx(0.1)
     assert view.rewards[1].mean == pytest.approx(((0.3 + 0.0) / 2 + 0.35) / 2)  # per context first
 
 
