@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal
 
 import annotated_types
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -54,6 +55,17 @@ class Section(BaseModel):
 Count = Annotated[int, Field(ge=1)]
 NonNegative = Annotated[int, Field(ge=0)]
 Positive = Annotated[float, Field(gt=0)]
+
+
+def gpu_indices(devices: tuple[int, ...] | None) -> tuple[int, ...] | None:
+    """GPU indices, at least one, each once; whether they exist is orchestrator/placement.py's check."""
+    if devices is not None and (not devices or min(devices) < 0 or len(set(devices)) < len(devices)):
+        raise ValueError(f"GPU indices must be distinct, 0 or more and at least one (got {list(devices)}); "
+                         "or leave it unset")
+    return devices
+
+
+Devices = Annotated[tuple[int, ...] | None, AfterValidator(gpu_indices)]
 
 
 @dataclass(frozen=True)
@@ -188,6 +200,12 @@ class TeacherConfig(Section):
     """The largest adapter rank a managed vLLM server accepts (the M-step's restem.lora.r must fit)."""
     max_model_len: Count = 2048
     """A managed vLLM server's context: prompt + sampling.max_tokens must fit."""
+    devices: Devices = None
+    """GPUs (indices among the visible ones) for a managed vLLM server, tensor parallel over all of them,
+    or the one the hf teacher uses; none = GPU 0 (orchestrator/placement.py). Ignored on the CPU."""
+    gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
+    """The share of each of its GPUs' memory a managed vLLM server reserves; none = 0.9. Setting it lets the
+    server share GPUs with students (a memory split: one GPU, or overlapping devices)."""
     sampling: SamplingConfig = SamplingConfig()
 
 
@@ -212,11 +230,18 @@ class PoolConfig(Section):
     kind: Literal["inprocess", "local", "ray", "inline"] = "inprocess"
     """inprocess: one student in this process; local: spawned processes; ray: actors on a cluster;
     inline: single-model on one device, students stacked on the in-process teacher's network."""
-    workers: Count = 1
+    workers: int | None = Field(None, ge=1)
+    """Student processes; none = one per student GPU (pool.devices), 1 on the CPU."""
+    devices: Devices = None
+    """GPUs (indices among the visible ones) for the students, one worker each; none = those the teacher
+    does not use (orchestrator/placement.py). Ignored on the CPU."""
     ray_address: str | None = None
     """Ray cluster to attach to ("auto", "host:port"); none = start a local one."""
     job_timeout: float | None = Field(None, gt=0)
     """Seconds before a student job counts as failed (and is retried once)."""
+    stream: bool | None = None
+    """Stream the E-step: each context's self-edits go to the students as soon as they are written; none =
+    when the teacher and the students use different devices or machines (orchestrator/placement.py)."""
 
 
 class RestemConfig(Section):
@@ -271,6 +296,9 @@ class SealConfig(Section):
                 f"teacher.max_lora_rank = {self.teacher.max_lora_rank} is below restem.lora.r = "
                 f"{self.restem.lora.r}: the server could not load the trained teacher adapter"
             )
+        if self.teacher.gpu_memory_utilization is not None and self.teacher.backend != "vllm":
+            raise ValueError("teacher.gpu_memory_utilization: only a managed vLLM server (teacher.backend = \"vllm\") "
+                             "reserves GPU memory; leave it unset")
         if self.pool.kind == "inline" and (self.run.mode, self.teacher.backend) != ("single-model", "hf"):
             raise ValueError(
                 "pool.kind: \"inline\" needs run.mode = \"single-model\" and teacher.backend = \"hf\""

@@ -78,7 +78,7 @@ def _writers(cfg: SealConfig, inputs: Inputs, adapter: str | None, external: str
              console: Console) -> list[Writer]:
     with console.status(f"starting the teacher ({cfg.teacher.backend}: {cfg.teacher.model})"):
         logs = Path(tempfile.mkdtemp(prefix="seal-eval-"))  # a managed vLLM server's log
-        teacher = build_teacher(cfg, inputs.teacher_model, logs, teacher_api_key(cfg))
+        teacher = build_teacher(cfg, inputs.teacher_model, logs, teacher_api_key(cfg), inputs.placement)
     writers = [Writer("base edits", teacher)]
     if adapter:
         student_base = adapter if cfg.run.mode == "single-model" else None  # the paper's single model
@@ -105,7 +105,7 @@ def _on_base(cell: evaluate.Cell, base: str | None) -> evaluate.Cell:
 def _run(
     cfg: SealConfig, inputs: Inputs, jobs: list[StudentJob], console: Console
 ) -> dict[str, StudentReport]:
-    pool = build_pool(cfg, inputs.student_model)
+    pool = build_pool(cfg, inputs.student_model, placement=inputs.placement)
     try:
         return evaluate.collect(pool.run(jobs), len(jobs), console)
     finally:

@@ -1,9 +1,10 @@
 """Everything one run needs, built from a config in an order that writes nothing until the inputs check out.
 
-`check_inputs` builds the domain, loads and splits the contexts and resolves the models: any mistake
-there is a one-line `ConfigError` (or the domain's `DataError`, or a `ModelError`) and the run directory
-is not touched. Only then does `open_session` create or resume the run directory, start the teacher
-and the student pool. The session is what loop.py passes around; it holds no algorithm.
+`check_inputs` builds the domain, loads and splits the contexts, resolves the models and places the roles
+on the GPUs: any mistake there is a one-line `ConfigError` (or the domain's `DataError`, or a `ModelError`)
+and the run directory is not touched. Only then does `open_session` create or resume the run directory,
+start the teacher and the student pool where the placement says. The session is what loop.py passes
+around; it holds no algorithm.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from orchestrator.domains.base import Domain
 from orchestrator.errors import DataError
 from orchestrator.journal import CONFIG, JOURNAL, Journal, RunDirError, create_run_dir
 from orchestrator.metrics import MetricsSink, make_tracker
+from orchestrator.model_shape import attention_heads
 from orchestrator.models import resolve_model
+from orchestrator.placement import Placement, place
 from orchestrator.progress import Phases
 from orchestrator.seeds import round_slice, shuffled
 from orchestrator.selection import Rule
@@ -47,6 +50,7 @@ class Inputs:
     eval: list[Any]  # the held-out contexts, n_eval of them
     teacher_model: str  # resolved path or Hub id
     student_model: str
+    placement: Placement  # which process runs on which GPUs
 
 
 @dataclass
@@ -73,8 +77,7 @@ class Session:
 
     @property
     def selection(self) -> Rule:
-        rule = self.cfg.restem.selection
-        return getattr(self.domain, "default_selection", "best_of_m") if rule == "domain" else rule
+        return selection_rule(self.cfg, self.domain)
 
     def train_contexts(self, round_: int) -> list[Any]:
         """Round k's N contexts; consecutive rounds get disjoint ones while the data lasts."""
@@ -95,7 +98,7 @@ class Session:
         if self.inputs.student_model == self.inputs.teacher_model:
             return self.pool
         if self._trainer is None:
-            self._trainer = build_pool(self.cfg, self.inputs.teacher_model, workers=1)
+            self._trainer = build_pool(self.cfg, self.inputs.teacher_model, workers=1, placement=self.inputs.placement)
         return self._trainer
 
     def close(self) -> None:
@@ -105,6 +108,12 @@ class Session:
 
 
 # ---------------------------------------------------------------------------------------------------------
+
+
+def selection_rule(cfg: SealConfig, domain: Domain[Any]) -> Rule:
+    """restem.selection, with "domain" resolved to the domain's own rule."""
+    rule = cfg.restem.selection
+    return getattr(domain, "default_selection", "best_of_m") if rule == "domain" else rule
 
 
 def check_inputs(cfg: SealConfig) -> Inputs:
@@ -124,10 +133,19 @@ def check_inputs(cfg: SealConfig) -> Inputs:
             f"data.n_train = {data.n_train} but the training data has {len(train)} contexts "
             f"(after removing the {len(eval_ids)} held-out ones)"
         )
+    teacher_model = resolve_model(cfg.teacher.model)
     return Inputs(
         domain=domain, train=shuffled(train, cfg.run.seed, "train contexts"), eval=held_out,
-        teacher_model=resolve_model(cfg.teacher.model), student_model=resolve_model(cfg.student_model),
+        teacher_model=teacher_model, student_model=resolve_model(cfg.student_model),
+        placement=place_roles(cfg, attention_heads(teacher_model)),
     )
+
+
+def place_roles(cfg: SealConfig, teacher_heads: int | None = None) -> Placement:
+    """The placement on this machine's visible GPUs; `teacher_heads` checks the tensor-parallel size."""
+    from student.pools.local import visible_gpus
+
+    return place(cfg, visible_gpus("auto"), teacher_heads)
 
 
 def _contexts(cfg: SealConfig, split: str, source: str | None) -> Sequence[Any]:
@@ -178,18 +196,21 @@ def build_roles(
     cfg: SealConfig, inputs: Inputs, run_dir: Path, api_key: str | None, console: Console
 ) -> tuple[Teacher, Pool]:
     """The teacher and the student pool: two of them, or one network when the pool is inline."""
+    placement = inputs.placement
+    for note in placement.notes:
+        console.print(f"note: {note}", highlight=False)
     if cfg.pool.kind == "inline":
         from student.pools.inline import InlinePool
         from teacher.hf import HFTeacher
 
         with console.status(f"loading {cfg.teacher.model} once for both roles (inline pool)"):
-            pool = InlinePool(inputs.student_model)
+            pool = InlinePool(inputs.student_model, device=placement.student_device())
             return HFTeacher(inputs.teacher_model, network=pool.network), pool
     with console.status(f"starting the teacher ({cfg.teacher.backend}: {cfg.teacher.model})"):
-        teacher = build_teacher(cfg, inputs.teacher_model, run_dir, api_key)
+        teacher = build_teacher(cfg, inputs.teacher_model, run_dir, api_key, placement)
     try:
-        with console.status(f"starting the student pool ({cfg.pool.kind}, {cfg.pool.workers} worker(s))"):
-            pool = build_pool(cfg, inputs.student_model)
+        with console.status(f"starting the student pool ({cfg.pool.kind}, {placement.workers} worker(s))"):
+            pool = build_pool(cfg, inputs.student_model, placement=placement)
     except BaseException:
         teacher.close()  # never leave a managed vLLM server behind
         raise
@@ -203,28 +224,37 @@ def teacher_api_key(cfg: SealConfig) -> str | None:
     return os.environ[env] if env else None
 
 
-def build_teacher(cfg: SealConfig, model: str, run_dir: Path, api_key: str | None) -> Teacher:
+def build_teacher(
+    cfg: SealConfig, model: str, run_dir: Path, api_key: str | None, placement: Placement | None = None
+) -> Teacher:
+    """The config's teacher, on the placement's GPUs (none given: placed on this machine now)."""
     t = cfg.teacher
+    placement = placement or place_roles(cfg)
     if t.backend == "hf":
         from teacher.hf import HFTeacher
 
-        return HFTeacher(model)
+        return HFTeacher(model, device=placement.teacher_device())
     from teacher.vllm_server import VLLMTeacher
 
     if t.backend == "url":
         return VLLMTeacher.attach(t.url or "", api_key or "EMPTY")
     from teacher.vllm_process import ServerOptions
 
-    options = ServerOptions(max_lora_rank=t.max_lora_rank, max_model_len=t.max_model_len)
+    options = placement.server_options(ServerOptions(max_lora_rank=t.max_lora_rank, max_model_len=t.max_model_len))
     return VLLMTeacher.launch(model, run_dir, options, adapter_sync=t.adapter_sync)
 
 
-def build_pool(cfg: SealConfig, model: str, workers: int | None = None) -> Pool:
-    """A pool of students of `model`; for a config whose pool is inline, where no teacher shares it
+def build_pool(cfg: SealConfig, model: str, workers: int | None = None, placement: Placement | None = None) -> Pool:
+    """A pool of students of `model` on the placement's GPUs (none given: placed on this machine now), its
+    first `workers` only if given; for a config whose pool is inline, where no teacher shares it
     (evaluation, distillation), the in-process pool."""
     from student.pools import make_pool
 
     p = cfg.pool
+    placement = placement or place_roles(cfg)
     kind = "inprocess" if p.kind == "inline" else p.kind
-    workers = workers or p.workers
-    return make_pool(kind, model, workers=workers, ray_address=p.ray_address, job_timeout=p.job_timeout)
+    workers = workers or placement.workers
+    gpus = placement.ray_node_gpus() if kind == "ray" else placement.student_gpus()[:workers]
+    return make_pool(kind, model, workers=workers, ray_address=p.ray_address, job_timeout=p.job_timeout,
+                     device=placement.student_device(), gpus=gpus if placement.on_gpu else None,
+                     num_gpus_per_worker=placement.ray_gpus_per_actor() if placement.on_gpu else None)

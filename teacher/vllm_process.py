@@ -43,9 +43,11 @@ class ServerOptions:
     dtype: str = "bfloat16"
     cpu_kv_cache_gib: int = 1  # VLLM_CPU_KVCACHE_SPACE, allocated up front: 1 GiB holds ~46k tokens
     gpu_memory_utilization: float = 0.9
+    cuda_visible_devices: str | None = None  # the server's GPUs (orchestrator/placement.py); None: inherited
+    tensor_parallel_size: int = 1
     port: int | None = None  # None: a free port
     startup_timeout_s: float = 600.0
-    extra_args: tuple[str, ...] = ()  # passed through, e.g. ("--tensor-parallel-size", "2")
+    extra_args: tuple[str, ...] = ()  # passed through, e.g. ("--enforce-eager",)
 
 
 @functools.cache
@@ -156,10 +158,14 @@ class VLLMServer:
             cmd += ["--no-enable-chunked-prefill"]
         else:
             cmd += ["--gpu-memory-utilization", str(o.gpu_memory_utilization)]
+        if o.tensor_parallel_size > 1:
+            cmd += ["--tensor-parallel-size", str(o.tensor_parallel_size)]
         return cmd + list(o.extra_args)
 
     def _env(self) -> dict[str, str]:
         env = dict(os.environ, VLLM_API_KEY=self.api_key, VLLM_ALLOW_RUNTIME_LORA_UPDATING="True")
+        if self.options.cuda_visible_devices is not None:
+            env["CUDA_VISIBLE_DEVICES"] = self.options.cuda_visible_devices  # its GPUs only, never a student's
         if Path(self.model).exists():
             env["HF_HUB_OFFLINE"] = "1"  # a local folder needs no Hub; a Hub id may (on a GPU box)
         if on_cpu():

@@ -18,6 +18,7 @@ import pickle
 import signal
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing import get_context
 from multiprocessing.connection import Connection, wait
@@ -49,13 +50,15 @@ class LocalPool(SlotPool):
         threads_per_worker: int | None = None,
         job_timeout: float | None = None,
         device: str = "auto",
+        gpus: Sequence[str] | None = None,
         worker_factory: WorkerFactory | None = None,
     ) -> None:
-        """`device`: "auto" (every visible GPU, else the CPU), "cuda" or "cpu". Worker i gets GPU
-        i mod #GPUs; on the CPU the cores are split evenly between the workers."""
+        """`device`: "auto" (every visible GPU, else the CPU), "cuda" or "cpu". `gpus`: the GPUs to use
+        instead, as CUDA_VISIBLE_DEVICES names them (orchestrator/placement.py; empty = the CPU). Worker i
+        gets GPU i mod #GPUs; on the CPU the cores are split evenly between the workers."""
         super().__init__(workers, job_timeout)
         self.model = model
-        self.gpus = visible_gpus(device)
+        self.gpus = list(gpus) if gpus is not None else visible_gpus(device)
         self.threads = threads_per_worker or max(1, cpu_count() // workers)
         self._factory = pickle.dumps(worker_factory)  # unpickled in the child after its environment is set
         self._context = get_context("spawn")
@@ -63,9 +66,7 @@ class LocalPool(SlotPool):
         self._start()
 
     def _spawn(self, slot: int) -> _Process:
-        env = {"OMP_NUM_THREADS": str(self.threads), "MKL_NUM_THREADS": str(self.threads)}
-        if self.gpus:
-            env["CUDA_VISIBLE_DEVICES"] = self.gpus[slot % len(self.gpus)]
+        env = worker_env(slot, self.gpus, self.threads)
         ours, theirs = self._context.Pipe()
         device = "cuda" if self.gpus else "cpu"
         process = self._context.Process(
@@ -153,6 +154,14 @@ def serve(
         except Exception as e:
             message = ("error", error_text(e))
         conn.send(message)
+
+
+def worker_env(slot: int, gpus: Sequence[str], threads: int) -> dict[str, str]:
+    """What worker `slot` sets before torch loads: its thread count, and its one GPU (slot mod #GPUs)."""
+    env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    if gpus:
+        env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
+    return env
 
 
 def _end_with(parent: int) -> None:

@@ -22,6 +22,8 @@ from __future__ import annotations
 import os
 import sys
 import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from student.messages import Job, Report
@@ -56,12 +58,14 @@ class RayPool(SlotPool):
         ray_address: str | None = None,
         job_timeout: float | None = None,
         num_gpus_per_worker: float | None = None,
+        gpus: Sequence[str] | None = None,
         worker_factory: WorkerFactory | None = None,
     ) -> None:
         """`ray_address`: a cluster to join ("auto", "host:port"); None joins the Ray this process
-        already runs, or starts a private one. `num_gpus_per_worker`: None = 1 if the cluster has GPUs."""
+        already runs, or starts a private one, on `gpus` only if given (CUDA_VISIBLE_DEVICES names; see
+        orchestrator/placement.py). `num_gpus_per_worker`: None = 1 if the cluster has GPUs."""
         super().__init__(workers, job_timeout)
-        self._owns_ray = connect_ray(ray_address)
+        self._owns_ray = connect_ray(ray_address, gpus=gpus)
         self._actors: list[Any] = []
         self._pending: dict[Any, tuple[int, bool]] = {}  # object ref → (slot, is it a job, not a ready check)
         try:
@@ -135,9 +139,10 @@ class RayPool(SlotPool):
                 ray.shutdown()
 
 
-def connect_ray(address: str | None, num_cpus: int | None = None) -> bool:
+def connect_ray(address: str | None, num_cpus: int | None = None, gpus: Sequence[str] | None = None) -> bool:
     """Join the Ray this process already uses, or the cluster at `address` (or $RAY_ADDRESS), or
-    start a private one on loopback. True when this call started Ray: its caller shuts it down."""
+    start a private one on loopback, which sees only `gpus` when given (so its actors stay off the
+    teacher's). True when this call started Ray: its caller shuts it down."""
     address = address or os.environ.get("RAY_ADDRESS")
     if address is None and "ray" not in sys.modules:  # both are read once, when ray is imported
         os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # node IP 127.0.0.1: see the module docstring
@@ -149,10 +154,26 @@ def connect_ray(address: str | None, num_cpus: int | None = None) -> bool:
     if address is not None:
         ray.init(address=address, logging_level="WARNING")
         return False
-    ray.init(num_cpus=num_cpus or cpu_count(), include_dashboard=False, logging_level="WARNING")
+    with _visible_gpus(gpus):  # read by the Ray processes ray.init starts, and only then
+        ray.init(num_cpus=num_cpus or cpu_count(), num_gpus=None if gpus is None else len(gpus),
+                 include_dashboard=False, logging_level="WARNING")
     if (ip := ray.util.get_node_ip_address()) != "127.0.0.1":
         warnings.warn(f"ray was imported before the pool started it, so Ray listens on {ip}", stacklevel=2)
     return True
+
+
+@contextmanager
+def _visible_gpus(gpus: Sequence[str] | None) -> Iterator[None]:
+    before = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if gpus is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+        else:
+            os.environ["CUDA_VISIBLE_DEVICES"] = before
 
 
 def resources_per_worker(workers: int, num_gpus: float | None) -> tuple[float, int]:
