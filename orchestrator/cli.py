@@ -148,6 +148,27 @@ def run_cmd(
     _print_report(run_dir)
 
 
+@app.command("plan")
+@user_errors
+def plan_cmd(
+    config: ConfigArg = None,
+    sets: SetOpt = None,
+    gpus: Annotated[int | None, typer.Option(help="Plan for N GPUs; default: the ones this machine shows.")] = None,
+    gpu_memory_gib: Annotated[float, typer.Option(help="Memory of each GPU, GiB.")] = 80.0,
+) -> None:
+    """What a run will do, without loading a model: work per round, which process runs on which GPUs, memory
+    per process and time per round, estimated from this repo's measured per-unit costs; warns what will not fit."""
+    from orchestrator.plan import make_plan, render
+
+    if gpus is not None and gpus < 0:
+        raise UserError(f"--gpus must be 0 (the CPU) or more, got {gpus}")
+    if gpu_memory_gib <= 0:
+        raise UserError(f"--gpu-memory-gib must be more than 0, got {gpu_memory_gib:g}")
+    plan = make_plan(_load(config, sets), str(config or "the quickstart"), gpus, gpu_memory_gib)
+    for item in render(plan):
+        console.print(item, highlight=False, soft_wrap=isinstance(item, str))
+
+
 REPORT_HELP = ("A run directory, e.g. runs/quickstart; with --html also a `seal compare` name (runs/NAME for "
                "NAME-single-model and NAME-teacher-student) or a `seal eval-edits --out` JSON file.")
 
