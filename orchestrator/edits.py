@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import mean
@@ -46,21 +46,49 @@ class Edit:
     parsed: ParsedEdit | None  # None: the domain could not use it (reward 0)
 
 
+def sample_and_apply(
+    s: Session, phase: Phase, round_: int, contexts: Sequence[Any], m: int, repeats: int
+) -> tuple[list[Edit], list[Scored]]:
+    """M self-edits per context and their rewards. Streamed where the placement says the teacher and the
+    students do not compete for devices (DESIGN §7): each context's jobs go to the pool as soon as its
+    edits are written, so students work while the teacher writes. Otherwise the teacher writes every
+    edit first. Both compute the same seeded jobs, so they journal the same edits, reports and rewards."""
+    if not s.inputs.placement.stream:
+        edits = sample_edits(s, phase, round_, contexts, m)
+        return edits, apply_edits(s, phase, round_, edits, repeats)
+    edits: list[Edit] = []
+
+    def written() -> Iterator[tuple[StudentJob, Any]]:
+        for context in contexts:
+            new = context_edits(s, phase, round_, context, m)
+            edits.extend(new)
+            yield from _pending(s, phase, new, repeats)
+
+    most = len(contexts) * (1 + m * repeats)  # journaled jobs and unusable edits have none
+    _run(s, phase, written(), f"round {round_} · {PHASE_NAMES[phase]} · teacher → students", most)
+    return edits, _scored(s, phase, round_, edits, repeats)
+
+
 def sample_edits(s: Session, phase: Phase, round_: int, contexts: Sequence[Any], m: int) -> list[Edit]:
     """M self-edits per context, read back from the journal or sampled and journaled."""
     edits = []
     description = f"round {round_} · {PHASE_NAMES[phase]} · teacher"
     with s.phases.phase(description, len(contexts), "contexts") as done:
         for context in contexts:
-            cid = s.domain.context_id(context)
-            keys = [f"{phase}/r{round_}/{cid}/e{i}" for i in range(m)]
-            records = [s.journal.get("edit", key) for key in keys]
-            if None in records:
-                seed = derive_seed(s.seed, "teacher", phase, round_, cid)
-                records = _propose(s, context, keys, seed, {"phase": phase, "round": round_})
-            edits += [_edit(s.domain, context, cid, r, s.cfg.student.train) for r in records]
+            edits += context_edits(s, phase, round_, context, m)
             done(1)
     return edits
+
+
+def context_edits(s: Session, phase: Phase, round_: int, context: Any, m: int) -> list[Edit]:
+    """One context's M self-edits, read back from the journal or sampled and journaled."""
+    cid = s.domain.context_id(context)
+    keys = [f"{phase}/r{round_}/{cid}/e{i}" for i in range(m)]
+    records = [s.journal.get("edit", key) for key in keys]
+    if None in records:
+        seed = derive_seed(s.seed, "teacher", phase, round_, cid)
+        records = _propose(s, context, keys, seed, {"phase": phase, "round": round_})
+    return [_edit(s.domain, context, cid, r, s.cfg.student.train) for r in records]
 
 
 def _propose(
@@ -124,6 +152,15 @@ def prompt_hash(prompt: TeacherPrompt) -> str:
 def apply_edits(s: Session, phase: Phase, round_: int, edits: Sequence[Edit], repeats: int) -> list[Scored]:
     """Each usable edit applied `repeats` times (a fresh seeded LoRA each), plus each context's
     baseline; an edit's reward is its mean τ over the repeats."""
+    pending = _pending(s, phase, edits, repeats)
+    if pending:
+        _run(s, phase, pending, f"round {round_} · {PHASE_NAMES[phase]} · students", len(pending))
+    return _scored(s, phase, round_, edits, repeats)
+
+
+def _pending(s: Session, phase: Phase, edits: Sequence[Edit], repeats: int) -> list[tuple[StudentJob, Any]]:
+    """The edits' jobs not journaled yet, each with its context: `repeats` per usable edit, and one
+    baseline per context."""
     base = s.student_base()
     jobs: dict[str, tuple[StudentJob, Any]] = {}
     for e in edits:
@@ -133,13 +170,20 @@ def apply_edits(s: Session, phase: Phase, round_: int, edits: Sequence[Edit], re
             job_id = f"{e.key}/s{r}"
             seed = derive_seed(s.seed, "student", job_id)
             jobs[job_id] = (_job(s, phase, job_id, e.context, e.parsed, seed), e.context)
-    pending = [(job, ctx) for job_id, (job, ctx) in jobs.items() if s.journal.get("report", job_id) is None]
-    _run(s, phase, pending, f"round {round_} · {PHASE_NAMES[phase]} · students")
-    score = {job_id: s.journal.get("report", job_id)["score"] for job_id in jobs}  # type: ignore[index]
+    return [(job, ctx) for job_id, (job, ctx) in jobs.items() if s.journal.get("report", job_id) is None]
+
+
+def _scored(s: Session, phase: Phase, round_: int, edits: Sequence[Edit], repeats: int) -> list[Scored]:
+    """The edits' rewards from their journaled reports, journaled in turn."""
+    base = s.student_base()
+
+    def score(job_id: str) -> float:
+        return s.journal.get("report", job_id)["score"]  # type: ignore[index]
+
     scored = [
         Scored(
-            e.context_id, e.index, mean(score[f"{e.key}/s{r}"] for r in range(repeats)) if e.parsed else 0.0,
-            score[baseline_key(base, e.context_id)], e.parsed is not None,
+            e.context_id, e.index, mean(score(f"{e.key}/s{r}") for r in range(repeats)) if e.parsed else 0.0,
+            score(baseline_key(base, e.context_id)), e.parsed is not None,
         )
         for e in edits
     ]
@@ -167,12 +211,17 @@ def baseline_key(base: str | None, context_id: str) -> str:
     return f"baseline/{Path(base).parent.name if base else 'base'}/{context_id}"
 
 
-def _run(s: Session, phase: Phase, pending: list[tuple[StudentJob, Any]], description: str) -> None:
-    if not pending:
-        return
-    context_of = {job.job_id: ctx for job, ctx in pending}
-    with s.phases.phase(description, len(pending), "jobs") as done:
-        for report in s.pool.run([job for job, _ in pending]):
+def _run(s: Session, phase: Phase, pending: Iterable[tuple[StudentJob, Any]], description: str, total: int) -> None:
+    """Run jobs (a list, or a generator the pool reads as workers free up) and journal their reports."""
+    context_of: dict[str, Any] = {}
+
+    def jobs() -> Iterator[StudentJob]:
+        for job, ctx in pending:
+            context_of[job.job_id] = ctx
+            yield job
+
+    with s.phases.phase(description, total, "jobs") as done:
+        for report in s.pool.run(jobs()):
             score = grade(s.domain, PURPOSES[phase], context_of[report.job_id], report)
             s.journal.append("report", report.job_id, score=score, report=to_dict(report))
             done(1)

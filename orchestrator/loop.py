@@ -10,8 +10,10 @@
 Round 0 only measures held-out τ ("before"). The mode decides one thing, the students' base:
 single-model students adapt the current teacher (its adapter merged), teacher–student students keep
 a fixed model. Phases run one after another (teacher, then students, then the M-step), so they never
-compete for a small machine's cores. Every result is journaled before it is used; a restarted run
-skips finished rounds, reads finished work back and recomputes only what is missing.
+compete for a small machine's cores; where the teacher and the students use different devices or
+machines, each context's self-edits go to the students as soon as they are written (a streamed E-step,
+edits.sample_and_apply), with the same seeded jobs and results. Every result is journaled before it is
+used; a restarted run skips finished rounds, reads finished work back and recomputes only what is missing.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from statistics import mean
 from rich.console import Console
 
 from orchestrator.config import SealConfig
-from orchestrator.edits import apply_edits, sample_edits, teacher_example
+from orchestrator.edits import sample_and_apply, teacher_example
 from orchestrator.journal import adapter_dir
 from orchestrator.seeds import derive_seed
 from orchestrator.selection import Scored, select, summarize
@@ -55,8 +57,7 @@ def run(s: Session) -> None:
 def run_round(s: Session, k: int) -> None:
     # E-step: sample self-edits, apply each with a student, reward against the baseline.
     contexts = s.train_contexts(k)
-    edits = sample_edits(s, "train", k, contexts, s.cfg.teacher.sampling.n)
-    scored = apply_edits(s, "train", k, edits, s.cfg.student.eval_times)
+    edits, scored = sample_and_apply(s, "train", k, contexts, s.cfg.teacher.sampling.n, s.cfg.student.eval_times)
     kept_keys = _selection(s, k, scored, [e.key for e in edits])
 
     # M-step: SFT the teacher on (its prompt → each kept edit); generate with the new adapter from now on.
@@ -105,8 +106,7 @@ def m_step(s: Session, k: int, pairs: list[tuple[TeacherPrompt, str]]) -> str | 
 
 def evaluate(s: Session, k: int) -> None:
     """Held-out τ: the teacher writes edits for contexts it never trains on; students apply them."""
-    edits = sample_edits(s, "eval", k, s.inputs.eval, s.cfg.eval.edits)
-    scored = apply_edits(s, "eval", k, edits, s.cfg.eval.repeats)
+    _, scored = sample_and_apply(s, "eval", k, s.inputs.eval, s.cfg.eval.edits, s.cfg.eval.repeats)
     contexts = dict.fromkeys(x.context_id for x in scored)
     per_context = {cid: mean(x.reward for x in scored if x.context_id == cid) for cid in contexts}
     baselines = {x.context_id: x.baseline for x in scored}

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import socket
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
 
 from student.messages import Job, Report, StudentJob, StudentReport, TrainJob, TrainReport
@@ -38,9 +38,10 @@ WorkerFactory = Callable[..., Worker]
 
 
 class Pool(Protocol):
-    def run(self, jobs: Sequence[Job]) -> Iterator[Report]:
+    def run(self, jobs: Iterable[Job]) -> Iterator[Report]:
         """Yield one report per job, in completion order. A job that fails (twice, where the pool
-        retries) yields a report with ok=False and the error text, never nothing."""
+        retries) yields a report with ok=False and the error text, never nothing. `jobs` may be a
+        generator: it is read as workers free up, so jobs can be written while earlier ones run."""
         ...
 
     def close(self) -> None: ...

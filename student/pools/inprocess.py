@@ -7,7 +7,7 @@ shares the teacher's network. It has no timeout: a process cannot kill the job i
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from types import TracebackType
 
 from student.messages import Job, Report
@@ -20,7 +20,7 @@ class InProcessPool:
         self.student = student
         self.worker = worker_name(os.getpid())
 
-    def run(self, jobs: Sequence[Job]) -> Iterator[Report]:
+    def run(self, jobs: Iterable[Job]) -> Iterator[Report]:
         for job in jobs:
             yield self._run(job)
 

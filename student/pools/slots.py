@@ -14,7 +14,7 @@ import math
 import time
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -86,12 +86,14 @@ class SlotPool(ABC):
             self.close()
             raise
 
-    def run(self, jobs: Sequence[Job]) -> Iterator[Report]:
+    def run(self, jobs: Iterable[Job]) -> Iterator[Report]:
+        """`jobs` is read lazily, one job ahead of the idle workers: a generator that writes jobs while
+        earlier ones run (a streamed E-step) keeps the workers busy, and is asked for more before they idle."""
         if self._closed:
             raise RuntimeError("this pool is closed")
-        queue = deque(_Attempt(job, 1) for job in jobs)
+        source, queue = iter(jobs), deque[_Attempt]()
         try:
-            while queue or self._running:
+            while self._pull(source, queue) or queue or self._running:
                 self._dispatch(queue)
                 for event in self._wait(self._time_to_next_deadline()):
                     yield from self._handle(event, queue)
@@ -102,6 +104,15 @@ class SlotPool(ABC):
                 del self._running[slot]
                 if not self._closed:
                     self._restart(slot)
+
+    def _pull(self, source: Iterator[Job], queue: deque[_Attempt]) -> bool:
+        """Queue jobs until there is one more than idle workers; False once `source` is exhausted."""
+        while len(queue) <= len(self._idle):
+            job = next(source, None)
+            if job is None:
+                return False
+            queue.append(_Attempt(job, 1))
+        return True
 
     def _dispatch(self, queue: deque[_Attempt]) -> None:
         while queue and self._idle:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import json
 import multiprocessing
 import os
 import sys
@@ -18,12 +19,12 @@ from pathlib import Path
 import psutil
 import pytest
 
-from student.messages import LoRASpec, Probe, Report, StudentJob, StudentReport, TrainingExample, TrainSpec
+from student.messages import Job, LoRASpec, Probe, Report, StudentJob, StudentReport, TrainingExample, TrainSpec
 from student.pool import ATTEMPTS, PoolError
 from student.pools import make_pool
 from student.pools.inprocess import InProcessPool
-from student.pools.local import LocalPool
-from student.pools.slots import SlotPool
+from student.pools.local import LocalPool, visible_gpus
+from student.pools.slots import Outcome, Ready, SlotPool
 from student.student import Student
 
 WORDS = ("amber", "basalt", "cobalt", "dahlia", "ember", "fennel", "garnet", "hazel")
@@ -55,6 +56,41 @@ class ChaosStudent(Student):
             return False
         marker.touch()
         return True
+
+
+class WhereStudent(Student):
+    """Writes, one file per process, the GPU its process was given and where its weights are. Top level, so
+    that spawned processes can import it."""
+
+    def __init__(self, model: str, *, marker_dir: str, **kwargs: object) -> None:
+        super().__init__(model, **kwargs)
+        weights = next(self.model.parameters())
+        where = {"visible": os.environ.get("CUDA_VISIBLE_DEVICES"), "device": str(weights.device),
+                 "dtype": str(weights.dtype)}
+        (Path(marker_dir) / str(os.getpid())).write_text(json.dumps(where))
+
+
+class InstantPool(SlotPool):
+    """A backend without processes: a job's report is ready at the next wait."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(size, None)
+        self.events: list[Ready | Outcome] = [Ready(slot) for slot in range(size)]
+        self._start()
+
+    def _submit(self, slot: int, job: Job) -> str:
+        self.events.append(Outcome(slot, StudentReport(job.job_id, ok=True)))
+        return "instant"
+
+    def _wait(self, timeout: float | None) -> list[Ready | Outcome]:
+        events, self.events = self.events, []
+        return events
+
+    def _restart(self, slot: int) -> None:
+        self.events.append(Ready(slot))
+
+    def _shutdown(self) -> None:
+        self.events.clear()
 
 
 def chaos(tmp_path: Path) -> functools.partial[ChaosStudent]:
@@ -150,6 +186,34 @@ def test_local_pool_fails_fast_when_workers_cannot_load(tmp_path: Path) -> None:
     with pytest.raises(PoolError, match="could not load"):
         LocalPool(str(tmp_path / "no-such-model"), 1)
     assert not multiprocessing.active_children()
+
+
+@pytest.mark.gpu
+def test_local_pool_pins_one_gpu_per_worker(tiny_model_dir: str, tmp_path: Path) -> None:
+    """Each worker sees only the GPU it is given (as its cuda:0) and loads the model there in bf16."""
+    gpus = visible_gpus("cuda")
+    where = functools.partial(WhereStudent, marker_dir=str(tmp_path))
+    with LocalPool(tiny_model_dir, len(gpus), gpus=gpus, worker_factory=where) as pool:
+        reports = by_id(pool.run(jobs(*(f"job-{i}" for i in range(2 * len(gpus))))))
+    assert all(r.ok and r.results for r in reports.values()) and len(reports) == 2 * len(gpus)
+    seen = [json.loads(marker.read_text()) for marker in tmp_path.iterdir()]
+    assert sorted(s["visible"] for s in seen) == sorted(gpus)
+    assert {(s["device"], s["dtype"]) for s in seen} == {("cuda:0", "torch.bfloat16")}
+
+
+def test_a_pool_reads_a_job_generator_one_job_ahead_of_its_idle_workers() -> None:
+    """A streamed E-step hands the pool a generator that writes jobs while earlier ones run."""
+    asked = []
+
+    def written() -> Iterator[StudentJob]:
+        for i in range(6):
+            asked.append(i)
+            yield StudentJob(f"job-{i}", 0, (), ())
+
+    stream = InstantPool(2).run(written())
+    first = next(stream)
+    assert asked == [0, 1, 2]  # two to start on the idle workers, one queued ahead
+    assert sorted(r.job_id for r in [first, *stream]) == [f"job-{i}" for i in range(6)]
 
 
 def test_make_pool_rejects_an_unknown_kind() -> None:

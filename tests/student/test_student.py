@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -197,3 +198,17 @@ def test_training_on_the_gold_answer_raises_its_likelihood(tiny_student: Student
     before = tiny_student.run(StudentJob("before", 0, (), (probe,), train=FAST, scoring="likelihood"))
     after = tiny_student.run(StudentJob("after", 0, EXAMPLES, (probe,), train=FAST, scoring="likelihood"))
     assert after.results[0].scores["gold_logprob"] > before.results[0].scores["gold_logprob"]
+
+
+@pytest.mark.gpu
+def test_a_bf16_job_on_a_gpu(tiny_model_dir: str) -> None:
+    """On a GPU the base weights are bf16 and the job's LoRA fp32, both on the device, and training learns."""
+    student = Student(tiny_model_dir, device="cuda")
+    report = student.run(StudentJob("gpu", 0, EXAMPLES, PROBES, train=FAST))
+    params = dict(student.model.named_parameters())
+    base = [p for name, p in params.items() if "lora_" not in name]
+    lora = [p for name, p in params.items() if "lora_" in name]
+    assert all(p.is_cuda and p.dtype == torch.bfloat16 for p in base)
+    assert lora and all(p.is_cuda and p.dtype == torch.float32 for p in lora)
+    assert report.ok and len(report.results) == len(PROBES) and len(report.epoch_losses) == FAST.epochs
+    assert all(math.isfinite(x) for x in report.epoch_losses) and report.epoch_losses[-1] < report.epoch_losses[0]
