@@ -72,11 +72,11 @@ EVAL_DATA = ROOT.parent / "shared/data/seal/general-knowledge/data/synthetic_dat
 EDIT_SOURCES: tuple[tuple[str, str, EditFormat], ...] = (  # (row, file in EVAL_DATA, its format)
     ("passage + Qwen2.5-7B base edits", "base_val.json", "implications"),
     ("passage + Qwen2.5-7B SEAL iter-2 edits", "iter2_val.json", "implications"),
-    ("passage + GPT-4.1 edits", "gpt4_1_val.json", "implications"),
     # the paper's prompt ablation (Table 6): the base model's published edits with the other prompts
     ("passage + base, rewrite", "alternate_prompts/base/base_val_prompt-rewrite.json", "rewrite"),
     ("passage + base, self-QA", "alternate_prompts/base/base_val_prompt-self-qa.json", "self-qa"),
     ("passage + base, long implications", "alternate_prompts/base/base_val_prompt-long.json", "implications-long"),
+    ("passage + GPT-4.1 edits", "gpt4_1_val.json", "implications"),
 )
 MODES: tuple[Mode, ...] = ("single-model", "teacher-student")
 GRADER = ("SQuAD-normalised exact match, token F1 and gold-contained of greedy answers (no LLM judge); "
