@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import json
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -38,7 +37,7 @@ from orchestrator.config import ConfigError, SealConfig, load_config
 from orchestrator.domains import DomainOptionError, load_contexts, make_domain
 from orchestrator.domains.knowledge import KnowledgeDomain, load_passages
 from orchestrator.edits import PHASE_NAMES, baseline_key
-from orchestrator.errors import DataError
+from orchestrator.errors import DataError, read_user_json
 from orchestrator.eval_edits import EditFile
 from orchestrator.evaluate import Estimate
 from orchestrator.journal import CONFIG, JOURNAL, read_journal
@@ -626,10 +625,7 @@ class EvalEditsPage:
 
 
 def eval_edits_page(path: Path) -> EvalEditsPage:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ReportError(f"{path} is not a readable JSON file ({e})") from None
+    data = read_user_json(path, "report input")
     if not isinstance(data, dict) or not isinstance(data.get("rows"), list) or not isinstance(data.get("cells"), list):
         raise ReportError(f"{path} is not a `seal eval-edits --out` file: it has no 'rows' and 'cells' lists")
     notes: list[str] = []
