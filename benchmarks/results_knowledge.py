@@ -81,7 +81,7 @@ EDIT_SOURCES: tuple[tuple[str, str, EditFormat], ...] = (  # (row, file in EVAL_
 MODES: tuple[Mode, ...] = ("single-model", "teacher-student")
 GRADER = ("SQuAD-normalised exact match, token F1 and gold-contained of greedy answers (no LLM judge); "
           "mean over passages, 95% percentile bootstrap CI over passages (10,000 resamples); "
-          "ReST^EM rewards use token F1")
+          "ReST^EM rewards use the knowledge domain's reward (gold prob by default)")
 
 # Unit costs for the up-front estimate, SmolLM2-135M on this 2-core CPU machine, quiet, one worker on both
 # cores (the measured ones, per part, are in the JSON):

@@ -212,8 +212,9 @@ def question_answers(text: str, limit: int) -> list[tuple[str, str]]:
 class KnowledgeDomain:
     metric: Metric = "f1"
     """Held-out τ."""
-    reward: Metric = "f1"
-    """What ranks self-edits in training rounds (the same metric, over the same questions, as τ by default)."""
+    reward: Metric = "gold_prob"
+    """What ranks self-edits in training rounds. gold_prob by measurement: it ranked the same edits most alike
+    under two LoRA seeds (benchmarks/inner_regime.py --reliability; README), and needs no generation."""
     edit_format: EditFormat = "implications"
     max_implications: int = 30  # the reference's cap on segments per self-edit
     name: str = "knowledge"
