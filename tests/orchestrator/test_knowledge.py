@@ -219,6 +219,12 @@ def test_gold_prob_is_the_mean_per_token_probability_and_rewards_use_their_own_m
     assert domain.reward_of(PASSAGE, dataclasses.replace(full, ok=False)) == 0.0  # failure: the worst reward
 
 
+def test_the_reward_default_is_the_reliability_benchmark_s_choice() -> None:
+    """benchmarks/inner_regime.py --reliability chose it (README, "Which reward ranks self-edits reliably");
+    held-out τ stays a correctness metric."""
+    assert KnowledgeDomain().reward == "gold_prob" and KnowledgeDomain().metric == "f1"
+
+
 def test_a_likelihood_reward_needs_no_generation_in_training_rounds() -> None:
     assert KnowledgeDomain(reward="gold_prob").scoring("reward") == "likelihood"
     assert KnowledgeDomain(reward="contains").scoring("reward") == "both"
