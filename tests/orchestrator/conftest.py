@@ -14,6 +14,27 @@ from orchestrator import loop
 from orchestrator.config import SealConfig, load_config
 
 TinyConfig = Callable[..., SealConfig]
+SealCli = Callable[..., tuple[int, str]]
+
+
+@pytest.fixture(scope="session")
+def seal_cli() -> SealCli:
+    """`seal ARGS`' exit code and output, less the resolved-config block `seal run` prints once its config
+    has loaded (a mistake found later, in the data, comes after it)."""
+    from typer.testing import CliRunner
+
+    from orchestrator.cli import app
+
+    def invoke(*args: str | Path) -> tuple[int, str]:
+        result = CliRunner().invoke(app, [str(a) for a in args])
+        lines = result.output.strip().splitlines()
+        if lines and lines[0].startswith("config"):
+            lines = lines[1:]
+            while lines and lines[0].startswith("  "):
+                lines = lines[1:]
+        return result.exit_code, "\n".join(lines)
+
+    return invoke
 
 
 @pytest.fixture(scope="session")

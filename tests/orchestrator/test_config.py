@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,8 @@ from orchestrator.config import (
     summary,
 )
 from student.messages import LoRASpec, TrainSpec
+
+CliRun = Callable[..., tuple[int, str]]
 
 REPO = Path(__file__).resolve().parents[2]
 runner = CliRunner()
@@ -248,17 +251,13 @@ def test_summary_lists_what_differs_from_the_defaults_by_section() -> None:
 # --- through the CLI: exit 2, one line, nothing written ----------------------------------------------------
 
 
-def cli_run(tmp_path: Path, text: str, *args: str) -> tuple[int, str]:
-    """`seal run`'s exit code and output, less the resolved-config block a run starts with once its config
-    has loaded (a mistake found later, in the data, comes after it)."""
-    config = write(tmp_path, f"[run]\nruns_dir = \"{tmp_path / 'runs'}\"\n{text}")
-    result = runner.invoke(app, ["run", str(config), *args])
-    lines = result.output.strip().splitlines()
-    if lines and lines[0].startswith("config"):
-        lines = lines[1:]
-        while lines and lines[0].startswith("  "):
-            lines = lines[1:]
-    return result.exit_code, "\n".join(lines)
+@pytest.fixture
+def cli_run(seal_cli: CliRun) -> CliRun:
+    def run(tmp_path: Path, text: str, *args: str) -> tuple[int, str]:
+        config = write(tmp_path, f"[run]\nruns_dir = \"{tmp_path / 'runs'}\"\n{text}")
+        return seal_cli("run", config, *args)
+
+    return run
 
 
 @pytest.mark.parametrize(
@@ -277,7 +276,7 @@ def cli_run(tmp_path: Path, text: str, *args: str) -> tuple[int, str]:
     ],
 )
 def test_cli_rejects_bad_input_with_one_line_and_writes_nothing(
-    tmp_path: Path, text: str, args: list[str], message: str
+    tmp_path: Path, text: str, args: list[str], message: str, cli_run: CliRun
 ) -> None:
     code, output = cli_run(tmp_path, text, *args)
     assert code == 2
@@ -314,7 +313,7 @@ def test_compare_checks_both_modes_before_running_either(tmp_path: Path) -> None
     assert not (tmp_path / "runs").exists()
 
 
-def test_cli_refuses_an_existing_run_directory_without_resume(tmp_path: Path) -> None:
+def test_cli_refuses_an_existing_run_directory_without_resume(tmp_path: Path, cli_run: CliRun) -> None:
     existing = tmp_path / "runs" / "quickstart"
     existing.mkdir(parents=True)
     (existing / "journal.jsonl").write_text(json.dumps({"type": "session", "key": "0"}) + "\n")
@@ -325,7 +324,7 @@ def test_cli_refuses_an_existing_run_directory_without_resume(tmp_path: Path) ->
     assert [p.name for p in existing.iterdir()] == ["journal.jsonl"]
 
 
-def test_cli_resume_refuses_a_different_config(tmp_path: Path) -> None:
+def test_cli_resume_refuses_a_different_config(tmp_path: Path, cli_run: CliRun) -> None:
     existing = tmp_path / "runs" / "quickstart"
     existing.mkdir(parents=True)
     before = config_toml(load_config(None, {"run.runs_dir": str(tmp_path / "runs")}))

@@ -6,27 +6,16 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from orchestrator.cli import app
 from orchestrator.domains.knowledge import default_data
 
-runner = CliRunner()
+SealCli = Callable[..., tuple[int, str]]
+
 NOT_UTF8 = b'[{"title": "caf\xe9", "context": "x", "questions": []}]'
-
-
-def seal(*args: str | Path) -> tuple[int, str]:
-    """Exit code and output, less the resolved-config block `seal run` prints once its config loads."""
-    result = runner.invoke(app, [str(a) for a in args])
-    lines = result.output.strip().splitlines()
-    if lines and lines[0].startswith("config"):
-        lines = lines[1:]
-        while lines and lines[0].startswith("  "):
-            lines = lines[1:]
-    return result.exit_code, "\n".join(lines)
 
 
 def one_line_error(code: int, output: str, message: str) -> None:
@@ -40,55 +29,55 @@ def runs(tmp_path: Path) -> Path:
     return tmp_path / "runs"
 
 
-def run_with(runs: Path, *sets: str) -> tuple[int, str]:
+def run_with(seal_cli: SealCli, runs: Path, *sets: str) -> tuple[int, str]:
     flags = [a for s in (f'run.runs_dir="{runs}"', *sets) for a in ("--set", s)]
-    return seal("run", *flags)
+    return seal_cli("run", *flags)
 
 
-def test_a_config_file_that_is_not_utf8(tmp_path: Path) -> None:
+def test_a_config_file_that_is_not_utf8(tmp_path: Path, seal_cli: SealCli) -> None:
     config = tmp_path / "c.toml"
     config.write_bytes(b'[run]\nname = "caf\xe9"\n')
-    one_line_error(*seal("run", config), f"config file {config} is not UTF-8 text (byte 17 is 0xe9)")
+    one_line_error(*seal_cli("run", config), f"config file {config} is not UTF-8 text (byte 17 is 0xe9)")
 
 
-def test_a_directory_given_as_the_config(tmp_path: Path) -> None:
-    one_line_error(*seal("run", tmp_path), f"config file {tmp_path} is a directory; give a file")
+def test_a_directory_given_as_the_config(tmp_path: Path, seal_cli: SealCli) -> None:
+    one_line_error(*seal_cli("run", tmp_path), f"config file {tmp_path} is a directory; give a file")
 
 
-def test_a_directory_given_as_the_data(tmp_path: Path, runs: Path) -> None:
-    one_line_error(*run_with(runs, f'data.train_path="{tmp_path}"'),
+def test_a_directory_given_as_the_data(tmp_path: Path, runs: Path, seal_cli: SealCli) -> None:
+    one_line_error(*run_with(seal_cli, runs, f'data.train_path="{tmp_path}"'),
                    f"data.train_path: data file {tmp_path} is a directory")
     assert not runs.exists()
 
 
-def test_knowledge_data_that_is_not_utf8(tmp_path: Path, runs: Path) -> None:
+def test_knowledge_data_that_is_not_utf8(tmp_path: Path, runs: Path, seal_cli: SealCli) -> None:
     data = tmp_path / "passages.json"
     data.write_bytes(NOT_UTF8)
-    one_line_error(*run_with(runs, f'data.train_path="{data}"'), f"data file {data} is not UTF-8 text")
+    one_line_error(*run_with(seal_cli, runs, f'data.train_path="{data}"'), f"data file {data} is not UTF-8 text")
     assert not runs.exists()
 
 
-def test_arc_data_that_is_not_utf8(tmp_path: Path, runs: Path) -> None:
+def test_arc_data_that_is_not_utf8(tmp_path: Path, runs: Path, seal_cli: SealCli) -> None:
     challenges = tmp_path / "x_challenges.json"
     challenges.write_bytes(b'{"t": "\xff"}')
     (tmp_path / "x_solutions.json").write_text("{}")
-    one_line_error(*run_with(runs, 'data.domain="arc"', f'data.train_path="{challenges}"'),
+    one_line_error(*run_with(seal_cli, runs, 'data.domain="arc"', f'data.train_path="{challenges}"'),
                    f"ARC file {challenges} is not UTF-8 text")
     assert not runs.exists()
 
 
-def test_propose_data_that_is_not_utf8(tmp_path: Path) -> None:
+def test_propose_data_that_is_not_utf8(tmp_path: Path, seal_cli: SealCli) -> None:
     data = tmp_path / "passages.json"
     data.write_bytes(NOT_UTF8)
     out = tmp_path / "out.json"
-    one_line_error(*seal("propose", "--data", data, "--out", out), f"data file {data} is not UTF-8 text")
+    one_line_error(*seal_cli("propose", "--data", data, "--out", out), f"data file {data} is not UTF-8 text")
     assert not out.exists()
 
 
-def test_a_file_given_as_the_runs_directory(tmp_path: Path) -> None:
+def test_a_file_given_as_the_runs_directory(tmp_path: Path, seal_cli: SealCli) -> None:
     runs = tmp_path / "runs"
     runs.write_text("not a folder")
-    one_line_error(*run_with(runs), f"cannot create run directory {runs / 'quickstart'}: Not a directory")
+    one_line_error(*run_with(seal_cli, runs), f"cannot create run directory {runs / 'quickstart'}: Not a directory")
     assert runs.read_text() == "not a folder"
 
 
@@ -102,21 +91,21 @@ def _writable(folder: Path) -> bool:
 
 
 @pytest.mark.skipif(_writable(Path("/sys")), reason="/sys is writable here")
-def test_a_read_only_runs_directory() -> None:
+def test_a_read_only_runs_directory(seal_cli: SealCli) -> None:
     runs = Path("/sys/seal-runs")  # a read-only file system even for root, who ignores permission bits
-    code, output = run_with(runs)
+    code, output = run_with(seal_cli, runs)
     one_line_error(code, output, f"cannot create run directory {runs / 'quickstart'}: ")
     assert not runs.exists()
 
 
-def test_resume_of_a_run_that_does_not_exist(runs: Path) -> None:
-    one_line_error(*seal("run", "--resume", "--set", f'run.runs_dir="{runs}"'),
+def test_resume_of_a_run_that_does_not_exist(runs: Path, seal_cli: SealCli) -> None:
+    one_line_error(*seal_cli("run", "--resume", "--set", f'run.runs_dir="{runs}"'),
                    f"--resume: no run to continue in {runs / 'quickstart'}; drop --resume to start it")
     assert not runs.exists()
 
 
-def test_a_port_out_of_range() -> None:
-    one_line_error(*seal("teacher", "serve", "--port", "70000"), "--port must be a TCP port, 1 to 65535, got 70000")
+def test_a_port_out_of_range(seal_cli: SealCli) -> None:
+    one_line_error(*seal_cli("teacher", "serve", "--port", "70000"), "--port must be a TCP port, 1 to 65535, got 70000")
 
 
 def _truncated_model(folder: Path) -> Path:
@@ -131,39 +120,39 @@ def _truncated_model(folder: Path) -> Path:
     return folder
 
 
-def test_a_truncated_model_in_run_and_eval_edits(tmp_path: Path, runs: Path) -> None:
+def test_a_truncated_model_in_run_and_eval_edits(tmp_path: Path, runs: Path, seal_cli: SealCli) -> None:
     model = _truncated_model(tmp_path / "model")
     message = f"{model / 'model.safetensors'} is truncated"
-    one_line_error(*run_with(runs, f'teacher.model="{model}"'), message)
+    one_line_error(*run_with(seal_cli, runs, f'teacher.model="{model}"'), message)
     assert not runs.exists()
     passage = json.loads(default_data().read_text())[0] | {"completions": ["An implication."]}
     data = tmp_path / "edits.json"
     data.write_text(json.dumps([passage]))
-    one_line_error(*seal("eval-edits", "--data", data, "--model", model, "--passages", "1"), message)
+    one_line_error(*seal_cli("eval-edits", "--data", data, "--model", model, "--passages", "1"), message)
 
 
-def test_a_hub_id_offline(tmp_path: Path, runs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_hub_id_offline(tmp_path: Path, runs: Path, monkeypatch: pytest.MonkeyPatch, seal_cli: SealCli) -> None:
     import huggingface_hub.constants
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    one_line_error(*run_with(runs, 'teacher.model="org/no-such-model"'),
+    one_line_error(*run_with(seal_cli, runs, 'teacher.model="org/no-such-model"'),
                    "model 'org/no-such-model' is not in the Hub cache and the Hub cannot be reached")
     assert not runs.exists()
 
 
-def test_a_run_that_fails_to_start_leaves_nothing_behind(runs: Path) -> None:
+def test_a_run_that_fails_to_start_leaves_nothing_behind(runs: Path, seal_cli: SealCli) -> None:
     """The teacher cannot be reached: the run directory made for it goes again, so the same command
     gives the same error rather than asking for --resume."""
     sets = ('run.mode="teacher-student"', 'teacher.backend="url"', 'teacher.url="http://127.0.0.1:9/v1"')
-    first = run_with(runs, *sets)
+    first = run_with(seal_cli, runs, *sets)
     assert first[0] == 2 and first[1].startswith("error: ") and len(first[1].splitlines()) == 1, first
     assert not (runs / "quickstart").exists()
-    assert run_with(runs, *sets) == first
+    assert run_with(seal_cli, runs, *sets) == first
 
 
 def test_a_bug_is_one_line_and_a_saved_traceback(
-    runs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    runs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seal_cli: SealCli
 ) -> None:
     from orchestrator import loop
 
@@ -173,7 +162,7 @@ def test_a_bug_is_one_line_and_a_saved_traceback(
     monkeypatch.setattr(loop, "main", broken)  # stands for any bug; the thing under test is the CLI's handler
     monkeypatch.setenv("SEAL_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("SEAL_DEBUG", raising=False)
-    code, output = run_with(runs)
+    code, output = run_with(seal_cli, runs)
     assert code == 1 and len(output.splitlines()) == 1, output
     assert output.startswith("internal error: RuntimeError: an invariant broke (full traceback in ")
     (saved,) = (tmp_path / "home" / "errors").iterdir()
