@@ -24,11 +24,11 @@ def reward_figure(rewards: Mapping[int, Estimate], rows: Sequence[RoundRow], pre
     trained = [r for r in rows if r.reward is not None]
     _interval(left, list(rewards.items()), "E-step reward", [f"#{prefix}train-r{k}" for k in rewards])
     left.plot([r.round for r in trained], [r.baseline for r in trained], linestyle=":", marker="o", label="baseline")
-    _round_axes(left, "reward per round: mean over contexts (95% CI)")
+    _round_axes(left, "reward per round: mean over contexts (95% CI)", list(rewards))
     for field, label in (("improved", "better than baseline"), ("parse_failures", "parse failures")):
         right.plot([r.round for r in trained], [getattr(r, field) for r in trained], marker="o", label=label)
     right.set_ylim(-0.05, 1.05)
-    _round_axes(right, "share of edits")
+    _round_axes(right, "share of edits", [r.round for r in trained])
     return _svg(fig)
 
 
@@ -47,7 +47,7 @@ def tau_figure(rows: Sequence[TauRow], prefix: str, gain: bool) -> Markup:
             _interval(ax, [(r.round, r.tau) for r in mine], "held-out τ", [f"#{prefix}tau-r{r.round}" for r in mine])
             baselines = [(r.round + 0.08, r.baseline) for r in mine if r.baseline is not None]
             _interval(ax, baselines, "no adaptation", linestyle=":")  # type: ignore[arg-type]
-        _round_axes(ax, f"{'paired gain' if gain else 'held-out τ'}: {metric}")
+        _round_axes(ax, f"{'paired gain' if gain else 'held-out τ'}: {metric}", [r.round for r in mine])
     return _svg(fig)
 
 
@@ -57,7 +57,7 @@ def modes_figure(modes: Mapping[str, Sequence[TauRow]], metric: str) -> Markup:
     for shift, (mode, rows) in enumerate(modes.items()):
         mine = [r for r in rows if r.metric == metric]
         _interval(ax, [(r.round + 0.08 * shift, r.tau) for r in mine], mode, [f"#tau-r{r.round}" for r in mine])
-    _round_axes(ax, f"held-out τ ({metric}, 95% CI over contexts)")
+    _round_axes(ax, f"held-out τ ({metric}, 95% CI over contexts)", [r.round for rows in modes.values() for r in rows])
     return _svg(fig)
 
 
@@ -114,12 +114,13 @@ def _interval(ax: Any, points: Sequence[tuple[float, Estimate]], label: str, lin
         dots.set_urls(list(links))
 
 
-def _round_axes(ax: Any, title: str) -> None:
-    from matplotlib.ticker import MaxNLocator
-
+def _round_axes(ax: Any, title: str, rounds: Sequence[int]) -> None:
+    """Title, a tick per round (never a fractional one, even for a single round), grid and legend."""
     ax.set_title(title, fontsize=10)
     ax.set_xlabel("round (0 = before training)")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if rounds:
+        ax.set_xticks(sorted(set(rounds)))
+        ax.set_xlim(min(rounds) - 0.5, max(rounds) + 0.5)
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
