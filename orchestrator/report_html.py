@@ -164,6 +164,7 @@ class Column:
     edits: tuple[EditView, ...]
     job: Job | None
     job_label: str = "without the edit"
+    job_open: bool = False  # its answers shown unfolded: an eval-edits row has no other
 
 
 @dataclass(frozen=True)
@@ -687,7 +688,7 @@ def _passages(cells: Iterable[Mapping[str, Any]], passages: Mapping[str, Any], e
         edit = () if text is None and not cell.get("parse_error") else (
             EditView(f"{row}/{cid}", 0, text or "", None, None, cell.get("parse_error"), None, None, False, ()),)
         tau = (cell.get("tau") or {}).get(metric)
-        columns.setdefault(cid, []).append(Column(row, 0, tau, edit, job, job_label="student"))
+        columns.setdefault(cid, []).append(Column(row, 0, tau, edit, job, job_label="student", job_open=True))
     return tuple(HeldOutContext(_context(cid, passages), tuple(cols)) for cid, cols in columns.items())
 
 
