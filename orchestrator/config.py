@@ -122,7 +122,9 @@ class MStepTrain(SFTFields):
 class TrainSpecFields(SFTFields):
     """student.messages.TrainSpec's fields with their ranges: the students' SFT (student.train)."""
 
-    chat: bool
+    chat: bool | None
+    """Chat turns (true) or a base model's plain text and raw QA prompt (false); unset: the student's tokenizer
+    decides (a chat template means chat)."""
     max_new_tokens: Count
 
 

@@ -37,7 +37,6 @@ from orchestrator.domains.knowledge import (
     KnowledgeDomain,
     Metric,
     Passage,
-    fact_example,
     tau,
 )
 from orchestrator.errors import DataError
@@ -138,7 +137,7 @@ def _training(domain: KnowledgeDomain, row: Row, i: int, passage: Passage, train
     if row.train == "none":
         return ParsedEdit(examples=(), train=train)
     if row.train == "passage":
-        return ParsedEdit(examples=(fact_example(passage, passage.context),), train=train)
+        return ParsedEdit(examples=(domain.fact_example(passage, passage.context),), train=train)
     return dataclasses.replace(domain, edit_format=row.edit_format).parse_edit(passage, row.edits[i], train)
 
 

@@ -26,11 +26,12 @@ from orchestrator.errors import DataError
 from orchestrator.journal import CONFIG, JOURNAL, Journal, RunDirError, create_run_dir
 from orchestrator.metrics import MetricsSink, make_tracker
 from orchestrator.model_shape import attention_heads
-from orchestrator.models import resolve_model
+from orchestrator.models import has_chat_template, resolve_model
 from orchestrator.placement import Placement, place
 from orchestrator.progress import Phases
 from orchestrator.seeds import round_slice, shuffled
 from orchestrator.selection import Rule
+from student.messages import TrainSpec
 from student.pool import Pool
 from teacher.base import Teacher
 
@@ -118,8 +119,9 @@ def selection_rule(cfg: SealConfig, domain: Domain[Any]) -> Rule:
 
 def check_inputs(cfg: SealConfig) -> Inputs:
     data = cfg.data
+    teacher_model, student_model = resolve_model(cfg.teacher.model), resolve_model(cfg.student_model)
     try:
-        domain = make_domain(data.domain, data.options)
+        domain = make_domain(data.domain, data.options, chat=student_chat(cfg.student.train, student_model))
     except DomainOptionError as e:
         raise ConfigError(f"data.options: {e}") from None
     held_out = _contexts(cfg, "eval", data.eval_path)
@@ -133,12 +135,17 @@ def check_inputs(cfg: SealConfig) -> Inputs:
             f"data.n_train = {data.n_train} but the training data has {len(train)} contexts "
             f"(after removing the {len(eval_ids)} held-out ones)"
         )
-    teacher_model = resolve_model(cfg.teacher.model)
     return Inputs(
         domain=domain, train=shuffled(train, cfg.run.seed, "train contexts"), eval=held_out,
-        teacher_model=teacher_model, student_model=resolve_model(cfg.student_model),
+        teacher_model=teacher_model, student_model=student_model,
         placement=place_roles(cfg, attention_heads(teacher_model)),
     )
+
+
+def student_chat(train: TrainSpec, student_model: str) -> bool:
+    """Whether students of this model read chat turns: student.train.chat, or else what their tokenizer
+    decides (student/sft.py prompt_ids), read here from the model folder so that the domain writes for it."""
+    return train.chat if train.chat is not None else has_chat_template(student_model)
 
 
 def place_roles(cfg: SealConfig, teacher_heads: int | None = None) -> Placement:

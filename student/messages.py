@@ -21,7 +21,8 @@ ProbeScoring = Literal["generate", "likelihood", "both"]
 @dataclass(frozen=True)
 class TrainingExample:
     """One training sequence. With `chat`, `prompt` is the user turn and `completion` the assistant turn
-    (after an optional `system` turn); without, the text is `prompt + completion` followed by EOS."""
+    (after an optional `system` turn); without, the text is `prompt + completion` followed by EOS (and
+    preceded by BOS where the tokenizer adds one)."""
 
     prompt: str
     completion: str
@@ -61,7 +62,9 @@ class TrainSpec:
     epochs: int = 10
     batch_size: int = 4
     loss_on: LossOn = "all"
-    chat: bool = True  # render examples and probes with the tokenizer's chat template
+    # Render examples and probes with the tokenizer's chat template, or as plain text (a base model); None:
+    # the tokenizer decides (a chat template means chat), as the orchestrator does for the domain's text.
+    chat: bool | None = None
     max_seq_len: int = 2048
     max_steps: int | None = None  # cap on optimiser steps (ARC's budget); None = no cap
     warmup_steps: int = 0

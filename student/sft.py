@@ -39,9 +39,12 @@ class SFTResult:
     seconds: float
 
 
-def prompt_ids(tokenizer: PreTrainedTokenizerBase, prompt: str, system: str | None, chat: bool) -> list[int]:
+def prompt_ids(tokenizer: PreTrainedTokenizerBase, prompt: str, system: str | None, chat: bool | None) -> list[int]:
     """What the model reads before it answers: the chat template up to the assistant turn, or the raw
-    prompt. Training and probes share it, so a trained answer follows exactly the context it is asked in."""
+    prompt (with BOS where the tokenizer adds one). Training and probes share it, so a trained answer follows
+    exactly the context it is asked in. `chat` None: chat if the tokenizer has a template (TrainSpec.chat)."""
+    if chat is None:
+        chat = tokenizer.chat_template is not None
     if not chat:
         return tokenizer(prompt).input_ids
     messages = [{"role": "system", "content": system}] if system is not None else []

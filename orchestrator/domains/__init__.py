@@ -28,10 +28,18 @@ class DomainOptionError(ValueError):
     """An option the domain does not have, or a value it rejects."""
 
 
-def make_domain(name: str, options: dict[str, Any]) -> Domain[Any]:
+# Fields a domain may have that are not data options: the orchestrator sets them (`chat`: how the student
+# reads, from student.train.chat or its tokenizer).
+SET_BY_THE_RUN = ("name", "chat")
+
+
+def make_domain(name: str, options: dict[str, Any], chat: bool = True) -> Domain[Any]:
+    """The domain with the config's options; a domain with a `chat` field renders for a student that reads
+    chat turns (`chat`) or plain text (a base model)."""
     module, cls_name = DOMAINS[name]
     cls = getattr(importlib.import_module(module), cls_name)
-    known = [f.name for f in dataclasses.fields(cls) if f.init and f.name != "name"]
+    fields = [f.name for f in dataclasses.fields(cls) if f.init]
+    known = [f for f in fields if f not in SET_BY_THE_RUN]
     for key in options:
         if key not in known:
             close = difflib.get_close_matches(key, known, n=1)
@@ -40,7 +48,8 @@ def make_domain(name: str, options: dict[str, Any]) -> Domain[Any]:
                 f"unknown option '{key}' for domain {name}{hint}; options: {', '.join(known)}"
             )
     try:
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in options.items()})
+        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
+        return cls(**kwargs, **({"chat": chat} if "chat" in fields else {}))
     except (TypeError, ValueError) as e:
         raise DomainOptionError(str(e)) from None
 

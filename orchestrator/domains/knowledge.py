@@ -1,12 +1,16 @@
 """Knowledge incorporation (the paper's SQuAD setting): the context is a passage, the self-edit a list
 of its implications, and τ how well the student answers the passage's questions without seeing it.
 
-Rendering choice. The reference trains a base model on plain "title\\nline" text and asks it with a raw
-QA prompt; on an instruct model that prompt scored 0 here (DESIGN §4), so this domain speaks chat: each
-implication is an assistant turn answering "Tell me about {title}.", and each question is a user turn
-"Topic: {title}\\n{question}" under a system turn asking for a short answer. The title links what was
-learned to what is asked, as it does in the reference. Loss on the assistant turn only is the natural
-setting (`loss_on="completion"`): the chat scaffolding is not knowledge.
+Rendering: how the student reads, chosen from its tokenizer (student.train.chat overrides it). A model with a
+chat template speaks chat: each implication is an assistant turn answering "Tell me about {title}.", and each
+question a user turn "Topic: {title}\n{question}" under a system turn asking for a short answer (the reference's
+raw QA prompt scored 0 on SmolLM2-135M-Instruct, DESIGN §4). A base model (no chat template, as the paper's
+Qwen2.5-7B) gets the reference's shape in our words: it trains on plain text, "{title}\n{implication}", EOS-
+terminated, and is asked with a raw QA prompt: the instruction, "Topic:", "Question:" and "Answer:" on their own
+lines, the answer starting the next line (so the gold answer is scored as it would begin a line, the way it is
+tokenized). Either way the title links what was learned to what is asked, as it does in the reference. Loss
+on the answer only is the natural setting (`loss_on="completion"`): chat scaffolding and prompts are not
+knowledge; a plain-text fact has no prompt, so all of it is trained.
 
 Self-edit formats (the paper's prompt ablation, Table 6; prompts in our own words): `implications` (the
 paper's default), `implications-long` (a longer list), `rewrite` (the passage restated several ways),
@@ -217,6 +221,9 @@ class KnowledgeDomain:
     under two LoRA seeds (benchmarks/inner_regime.py --reliability; README), and needs no generation."""
     edit_format: EditFormat = "implications"
     max_implications: int = 30  # the reference's cap on segments per self-edit
+    chat: bool = True
+    """How the student reads (chat turns, or a base model's plain text): set by the orchestrator from
+    student.train.chat or the student's tokenizer (orchestrator/domains make_domain), not a data option."""
     name: str = "knowledge"
 
     def __post_init__(self) -> None:
@@ -245,20 +252,36 @@ class KnowledgeDomain:
             pairs = question_answers(text, self.max_implications)
             if not pairs:
                 raise ParseFailure("no question followed by an answer in the self-edit")
-            examples = tuple(qa_example(context, q, a) for q, a in pairs)
+            examples = tuple(self.qa_example(context, q, a) for q, a in pairs)
         else:
             lines = implications(text, self.max_implications)
             if not lines:
                 raise ParseFailure("no usable line in the self-edit (only list marks, headers or boilerplate)")
-            examples = tuple(fact_example(context, line) for line in lines)
-        return ParsedEdit(examples=(*examples, fact_example(context, context.context)), train=train)
+            examples = tuple(self.fact_example(context, line) for line in lines)
+        return ParsedEdit(examples=(*examples, self.fact_example(context, context.context)), train=train)
 
     def probes(self, context: Passage) -> tuple[Probe, ...]:
         cid = self.context_id(context)
-        return tuple(
-            Probe(f"{cid}/q{i}", question_prompt(context, qa.question), qa.answer, PROBE_SYSTEM)
-            for i, qa in enumerate(context.questions)
-        )
+        asked = [self._asked(context, qa.question) for qa in context.questions]
+        return tuple(Probe(f"{cid}/q{i}", prompt, qa.answer, system)
+                     for i, (qa, (prompt, system)) in enumerate(zip(context.questions, asked, strict=True)))
+
+    def fact_example(self, passage: Passage, fact: str) -> TrainingExample:
+        """One statement about the passage's topic: the answer to "Tell me about {title}.", or plain text."""
+        if self.chat:
+            return TrainingExample(prompt=f"Tell me about {passage.title}.", completion=fact)
+        return TrainingExample(prompt="", completion=f"{passage.title}\n{fact}")
+
+    def qa_example(self, passage: Passage, question: str, answer: str) -> TrainingExample:
+        """A self-qa pair, asked as a question is at evaluation."""
+        prompt, system = self._asked(passage, question)
+        return TrainingExample(prompt=prompt, completion=answer, system=system)
+
+    def _asked(self, passage: Passage, question: str) -> tuple[str, str | None]:
+        """(prompt, system) of a question as the student is asked it (probes) and trained on it (self-qa)."""
+        if self.chat:
+            return f"Topic: {passage.title}\n{question}", PROBE_SYSTEM
+        return f"{PROBE_SYSTEM}\nTopic: {passage.title}\nQuestion: {question}\nAnswer:\n", None
 
     def scoring(self, purpose: Literal["reward", "tau"]) -> ProbeScoring:
         """How students answer: a likelihood reward needs no generation in training rounds (cheap);
@@ -281,18 +304,3 @@ def tau(report: StudentReport, metric: Metric) -> float:
     if metric == "gold_prob":
         return sum(math.exp(r.scores["gold_logprob"]) for r in report.results) / len(report.results)
     return report.mean(metric)
-
-
-def question_prompt(passage: Passage, question: str) -> str:
-    """A question as the student is asked it (probes) and, for self-qa edits, trained on it."""
-    return f"Topic: {passage.title}\n{question}"
-
-
-def fact_example(passage: Passage, fact: str) -> TrainingExample:
-    """One statement about the passage's topic, as the answer to "Tell me about {title}."."""
-    return TrainingExample(prompt=f"Tell me about {passage.title}.", completion=fact)
-
-
-def qa_example(passage: Passage, question: str, answer: str) -> TrainingExample:
-    """A self-qa pair, as a question is asked at evaluation."""
-    return TrainingExample(prompt=question_prompt(passage, question), completion=answer, system=PROBE_SYSTEM)

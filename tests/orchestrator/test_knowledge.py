@@ -292,3 +292,36 @@ def test_each_format_asks_the_teacher_its_own_way() -> None:
     prompts = {f: KnowledgeDomain(edit_format=f).teacher_prompt(PASSAGE)[0]["content"] for f in EDIT_FORMATS}
     assert len(set(prompts.values())) == len(EDIT_FORMATS)
     assert "Question:" in prompts["self-qa"] and "Rewrite" in prompts["rewrite"]
+
+
+# --- rendering for a base model (no chat template) ---
+
+
+def test_a_base_model_trains_on_plain_title_and_fact_text() -> None:
+    parsed = KnowledgeDomain(chat=False).parse_edit(PASSAGE, "1. Otrar fell.\n2. The Shah fled.", TrainSpec())
+    assert [(e.prompt, e.completion, e.system) for e in parsed.examples] == [
+        ("", "Genghis Khan\nOtrar fell.", None), ("", "Genghis Khan\nThe Shah fled.", None),
+        ("", f"Genghis Khan\n{PASSAGE.context}", None),
+    ]
+
+
+def test_a_base_model_is_asked_with_a_raw_qa_prompt_and_trains_self_qa_as_asked() -> None:
+    domain = KnowledgeDomain(chat=False, edit_format="self-qa")
+    probe = domain.probes(PASSAGE)[0]
+    assert probe.prompt == (f"{PROBE_SYSTEM}\nTopic: Genghis Khan\nQuestion: Which town did the Mongols seize?\n"
+                            "Answer:\n")
+    assert probe.system is None and probe.gold == "Otrar"
+    (qa, passage) = domain.parse_edit(PASSAGE, "Which town did the Mongols seize?\nAnswer: Otrar", TrainSpec()).examples
+    assert (qa.prompt, qa.completion, qa.system) == (probe.prompt, "Otrar", None)
+    assert passage.prompt == ""
+
+
+def test_how_the_student_reads_is_set_by_the_run_not_a_data_option() -> None:
+    from orchestrator.domains import DomainOptionError, make_domain
+
+    assert make_domain("knowledge", {"metric": "contains"}, chat=False) == KnowledgeDomain(metric="contains",
+                                                                                          chat=False)
+    assert make_domain("knowledge", {}).chat
+    with pytest.raises(DomainOptionError, match="unknown option 'chat' for domain knowledge"):
+        make_domain("knowledge", {"chat": False})
+    assert make_domain("arc", {}, chat=False).name == "arc"  # a domain without the field ignores it

@@ -37,6 +37,19 @@ def test_plain_all_loss_trains_every_token_and_ends_with_eos(tokenizer: PreTrain
     assert tokenizer.decode(enc.input_ids) == "Quen\nThe Quen flows through Quenton.<|im_end|>"
 
 
+def test_a_tokenizer_without_a_chat_template_reads_plain_text_with_bos(
+    tokenizer: PreTrainedTokenizerBase, tiny_base_model_dir: str
+) -> None:
+    """TrainSpec.chat unset: the tokenizer decides; a base model's text starts with the BOS its tokenizer adds."""
+    assert prompt_ids(tokenizer, EXAMPLE.prompt, EXAMPLE.system, None) == prompt_ids(
+        tokenizer, EXAMPLE.prompt, EXAMPLE.system, True)
+    base = AutoTokenizer.from_pretrained(tiny_base_model_dir)
+    enc = encode(base, TrainingExample("", "Quen\nThe Quen flows through Quenton."), TrainSpec(loss_on="completion"))
+    assert enc.input_ids[0] == base.bos_token_id and enc.labels[0] == IGNORE
+    assert base.decode(enc.input_ids[1:]) == "Quen\nThe Quen flows through Quenton.<|im_end|>"
+    assert enc.labels[1:] == enc.input_ids[1:]
+
+
 def test_truncates_to_max_seq_len(tokenizer: PreTrainedTokenizerBase) -> None:
     enc = encode(tokenizer, EXAMPLE, TrainSpec(max_seq_len=8, loss_on="completion"))
     assert len(enc.input_ids) == len(enc.labels) == 8
