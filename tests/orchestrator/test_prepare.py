@@ -14,6 +14,8 @@ from typer.testing import CliRunner
 from orchestrator.cli import app
 from orchestrator.models import EMBEDDED, GEMMA3, SMOLLM2, Embedded, ModelError, has_chat_template
 from orchestrator.prepare import find_gguf, gguf_adds_bos, prepare_model
+from teacher.base import Sampling
+from teacher.hf import HFTeacher
 
 CHUNKS = (b"GGUF first half;", b" second half.")
 
@@ -152,3 +154,28 @@ def test_prepared_gemma_generates_as_the_gguf_with_bos(gemma_dir: str) -> None:
     direct = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     assert greedy(direct.to(torch.bfloat16)) == prepared
     assert "The The" not in tokenizer.decode(prepared)  # what it wrote without <bos>: "France. The The The"
+    # The hf teacher tokenizes a plain prompt the same way, <bos> first.
+    (proposal,), = HFTeacher(gemma_dir, device="cpu").propose([prompt], Sampling(n=1, temperature=0.0, max_tokens=16))
+    assert proposal.text == tokenizer.decode(prepared, skip_special_tokens=True)
+
+
+@pytest.mark.slow
+def test_vllm_serves_prepared_gemma_with_bos(gemma_dir: str, tmp_path: Path) -> None:
+    if importlib.util.find_spec("vllm") is None:
+        pytest.skip("vLLM is not installed")
+    from openai import OpenAI
+
+    from teacher.vllm_process import ServerOptions
+    from teacher.vllm_server import VLLMTeacher
+
+    options = ServerOptions(max_lora_rank=16, max_model_len=512)
+    teacher = VLLMTeacher.launch(gemma_dir, tmp_path, options, adapter_sync="hot-load")
+    try:
+        assert teacher.server is not None
+        client = OpenAI(base_url=f"{teacher.server.url}/v1", api_key=teacher.server.api_key)
+        echoed = client.completions.create(model=options.served_name, prompt="The capital of France is",
+                                           max_tokens=8, temperature=0, echo=True, logprobs=1)
+        assert echoed.choices[0].logprobs.tokens[:2] == ["<bos>", "The"]
+        assert "The The" not in echoed.choices[0].text
+    finally:
+        teacher.close()
