@@ -4,6 +4,10 @@ The same teacher prompts (knowledge passages, 16 by default) × n = 4, the same 
   (a) vLLM, the adapter hot-loaded (/v1/load_lora_adapter): no restart, LoRA kernels at decode time
   (b) vLLM restarted on weights with the adapter merged: merge + server start, then base speed
   (c) the in-process HF backend with the adapter merged
+(b) and (c) are measured twice: with the round's prompts sent together, `CONTEXTS_PER_CALL` per call
+as the E-step sends them (HF: one batched generate; vLLM: all requests in flight), and one prompt per
+call, as the E-step sent them before (the baseline). (a) only batched: at its ~10× slower LoRA decoding
+one prompt per call would take most of an hour.
 "Seconds per round" is what the loop pays after each M-step: adapter switch + generation. The faster
 of (a) and (b) should be `teacher.vllm_server.default_adapter_sync()` on this platform.
 
@@ -28,6 +32,7 @@ from rich.console import Console
 from rich.table import Table
 
 from orchestrator.domains.knowledge import KnowledgeDomain, default_data, load_passages
+from orchestrator.edits import CONTEXTS_PER_CALL
 from orchestrator.models import resolve_model
 from student.messages import LoRASpec, TrainingExample, TrainJob, TrainSpec
 from teacher.base import Sampling, Teacher, TeacherPrompt
@@ -81,14 +86,23 @@ def train_adapter(model: str, prompts: list[TeacherPrompt], out: Path) -> str:
 
 
 def measure(
-    name: str, teacher: Teacher, adapter: str, prompts: list[TeacherPrompt], sampling: Sampling
+    name: str, teacher: Teacher, adapter: str, prompts: list[TeacherPrompt], sampling: Sampling,
+    per_call: int = CONTEXTS_PER_CALL,
 ) -> Row:
-    """One round after an M-step: switch to the adapter, then generate."""
+    """One round after an M-step: switch to the adapter, then generate, `per_call` prompts per call."""
     start = time.perf_counter()
     teacher.use_adapter(adapter)
     switched = time.perf_counter()
-    tokens = sum(p.tokens for row in teacher.propose(prompts, sampling) for p in row)
+    calls = [prompts[i : i + per_call] for i in range(0, len(prompts), per_call)]
+    tokens = sum(p.tokens for call in calls for row in teacher.propose(call, sampling) for p in row)
     return Row(name, switched - start, time.perf_counter() - switched, tokens)
+
+
+def both_ways(name: str, teacher: Teacher, adapter: str, prompts: list[TeacherPrompt], sampling: Sampling
+              ) -> list[Row]:
+    """The E-step's batched calls, then one prompt per call (the baseline)."""
+    return [measure(f"{name}, {CONTEXTS_PER_CALL} prompts per call", teacher, adapter, prompts, sampling),
+            measure(f"{name}, 1 prompt per call", teacher, adapter, prompts, sampling, per_call=1)]
 
 
 def run_all(
@@ -106,16 +120,17 @@ def run_all(
                 startup_s = time.perf_counter() - start
                 rows.append(measure("vLLM, adapter hot-loaded", vllm, adapter, prompts, sampling))
                 vllm.adapter_sync = "merge-restart"  # the same server, as a run has it after an M-step
-                rows.append(measure("vLLM, restarted on merged weights", vllm, adapter, prompts, sampling))
+                rows += both_ways("vLLM, restarted on merged weights", vllm, adapter, prompts, sampling)
         with console.status("HF in-process"):
             hf = HFTeacher(model)
-            rows.append(measure("HF in-process, adapter merged", hf, adapter, prompts, sampling))
+            rows += both_ways("HF in-process, adapter merged", hf, adapter, prompts, sampling)
             hf.close()
     return rows, startup_s
 
 
 def report(rows: list[Row], startup_s: float, settings: dict[str, Any], out: Path, console: Console) -> None:
-    fastest = "hot-load" if rows[0].round_s() <= rows[1].round_s() else "merge-restart"
+    hot_load, merge_restart = rows[0], rows[1]  # both with the E-step's batched calls
+    fastest = "hot-load" if hot_load.round_s() <= merge_restart.round_s() else "merge-restart"
     # The load average shows whether other work shared the machine while this ran.
     machine = {
         "platform": "cpu" if on_cpu() else "gpu", "cpus": os.cpu_count(), "cpu": platform.processor(),

@@ -3,8 +3,13 @@ the teacher writes M edits per context, and students apply them and are graded.
 
 Both halves journal before anything acts on their results and read the journal back first, so a
 restarted run samples no edit twice (recorded edits are never re-sampled) and runs no job twice.
-Sampling is seeded per (round, context) and each job per (round, context, edit, repeat): what a
-restart recomputes is what the interrupted run would have computed.
+The teacher writes for up to `CONTEXTS_PER_CALL` contexts at once (HF: one batched generate; vLLM: all
+requests in flight), which shares every decoding step (benchmarks/teacher_throughput.py measures both
+ways). A batch's edits depend on every prompt in it (one random stream, and
+left padding), so batches are fixed slices of the phase's context list, seeded per (phase, round, the
+batch's contexts), and journaled in one all-or-nothing write: a restart finds each batch whole or
+missing and resamples a missing one exactly. Each job is seeded per (round, context, edit, repeat).
+What a restart recomputes is what the interrupted run would have computed.
 
 Journal keys: an edit is `{phase}/r{round}/{context}/e{i}`, its jobs `{edit}/s{repeat}`, and a
 context's baseline `baseline/{student base}/{context}` — once per context and student base, so in
@@ -34,6 +39,7 @@ if TYPE_CHECKING:
 Phase = Literal["train", "eval"]
 PHASE_NAMES = {"train": "E-step", "eval": "held-out"}
 PURPOSES: dict[Phase, Purpose] = {"train": "reward", "eval": "tau"}
+CONTEXTS_PER_CALL = 16  # contexts per teacher call: 48 sequences at M=3, within HFTeacher's batch of 64
 
 
 @dataclass(frozen=True)
@@ -59,8 +65,8 @@ def sample_and_apply(
     edits: list[Edit] = []
 
     def written() -> Iterator[tuple[StudentJob, Any]]:
-        for context in contexts:
-            new = context_edits(s, phase, round_, context, m)
+        for batch in teacher_calls(contexts):
+            new = batch_edits(s, phase, round_, batch, m)
             edits.extend(new)
             yield from _pending(s, phase, new, repeats)
 
@@ -74,42 +80,55 @@ def sample_edits(s: Session, phase: Phase, round_: int, contexts: Sequence[Any],
     edits = []
     description = f"round {round_} · {PHASE_NAMES[phase]} · teacher"
     with s.phases.phase(description, len(contexts), "contexts") as done:
-        for context in contexts:
-            edits += context_edits(s, phase, round_, context, m)
-            done(1)
+        for batch in teacher_calls(contexts):
+            edits += batch_edits(s, phase, round_, batch, m)
+            done(len(batch))
     return edits
 
 
-def context_edits(s: Session, phase: Phase, round_: int, context: Any, m: int) -> list[Edit]:
-    """One context's M self-edits, read back from the journal or sampled and journaled."""
-    cid = s.domain.context_id(context)
-    keys = [f"{phase}/r{round_}/{cid}/e{i}" for i in range(m)]
-    records = [s.journal.get("edit", key) for key in keys]
-    if None in records:
-        seed = derive_seed(s.seed, "teacher", phase, round_, cid)
-        records = _propose(s, context, keys, seed, {"phase": phase, "round": round_})
-    return [_edit(s.domain, context, cid, r, s.cfg.student.train) for r in records]
+def teacher_calls(contexts: Sequence[Any]) -> list[Sequence[Any]]:
+    """The fixed slices of `contexts` that the teacher writes for together."""
+    return [contexts[i : i + CONTEXTS_PER_CALL] for i in range(0, len(contexts), CONTEXTS_PER_CALL)]
+
+
+def batch_edits(s: Session, phase: Phase, round_: int, contexts: Sequence[Any], m: int) -> list[Edit]:
+    """These contexts' M self-edits each, read back from the journal, or sampled in one teacher call and
+    journaled. A batch is journaled whole, so a part of one is found only in a run journaled per context
+    by an earlier version: its recorded edits are kept and the batch's sample fills in the rest."""
+    cids = [s.domain.context_id(c) for c in contexts]
+    keys = [[f"{phase}/r{round_}/{cid}/e{i}" for i in range(m)] for cid in cids]
+    records = [[s.journal.get("edit", key) for key in row] for row in keys]
+    if any(None in row for row in records):
+        seed = derive_seed(s.seed, "teacher", phase, round_, *cids)
+        records = _propose(s, contexts, keys, records, seed, {"phase": phase, "round": round_})
+    return [_edit(s.domain, context, cid, r, s.cfg.student.train)
+            for context, cid, row in zip(contexts, cids, records, strict=True) for r in row]
 
 
 def _propose(
-    s: Session, context: Any, keys: list[str], seed: int, place: dict[str, Any]
-) -> list[dict[str, Any]]:
-    prompt = s.domain.teacher_prompt(context)
+    s: Session, contexts: Sequence[Any], keys: list[list[str]], known: list[list[dict[str, Any] | None]],
+    seed: int, place: dict[str, Any],
+) -> list[list[dict[str, Any]]]:
+    prompts = [s.domain.teacher_prompt(context) for context in contexts]
     sp = s.cfg.teacher.sampling
     sampling = Sampling(
-        n=len(keys), temperature=sp.temperature, top_p=sp.top_p, max_tokens=sp.max_tokens, seed=seed
+        n=len(keys[0]), temperature=sp.temperature, top_p=sp.top_p, max_tokens=sp.max_tokens, seed=seed
     )
-    proposals = s.teacher.propose([prompt], sampling)[0]
     records = []
-    for i, (key, proposal) in enumerate(zip(keys, proposals, strict=True)):
-        parsed = parse(s.domain, context, proposal.text, s.cfg.student.train)
-        records.append(("edit", key, {
-            **place, "context_id": s.domain.context_id(context), "edit": i,
-            "prompt_hash": prompt_hash(prompt), "text": proposal.text, "tokens": proposal.tokens,
-            "finish_reason": proposal.finish_reason,
-            "parse_error": parsed if isinstance(parsed, str) else None,
-        }))
-    return s.journal.append_many(records)
+    proposed = s.teacher.propose(prompts, sampling)
+    for context, prompt, row, have, proposals in zip(contexts, prompts, keys, known, proposed, strict=True):
+        for i, (key, had, proposal) in enumerate(zip(row, have, proposals, strict=True)):
+            if had is not None:
+                continue
+            parsed = parse(s.domain, context, proposal.text, s.cfg.student.train)
+            records.append(("edit", key, {
+                **place, "context_id": s.domain.context_id(context), "edit": i,
+                "prompt_hash": prompt_hash(prompt), "text": proposal.text, "tokens": proposal.tokens,
+                "finish_reason": proposal.finish_reason,
+                "parse_error": parsed if isinstance(parsed, str) else None,
+            }))
+    written = iter(s.journal.append_many(records))
+    return [[r if r is not None else next(written) for r in row] for row in known]
 
 
 def _edit(domain: Domain[Any], context: Any, cid: str, record: dict[str, Any], train: TrainSpec) -> Edit:
@@ -122,15 +141,15 @@ def one_edit_each(
     teacher: Teacher, domain: Domain[Any], contexts: Sequence[Any], sp: SamplingConfig, seed: int,
     purpose: str,
 ) -> list[str]:
-    """One self-edit per context, seeded per (purpose, context): for tables and distillation, which
-    sample once and keep no journal."""
+    """One self-edit per context, batched as a round's are and seeded per (purpose, batch's contexts):
+    for tables and distillation, which sample once and keep no journal."""
     edits = []
-    for context in contexts:
+    for batch in teacher_calls(contexts):
         sampling = Sampling(
             n=1, temperature=sp.temperature, top_p=sp.top_p, max_tokens=sp.max_tokens,
-            seed=derive_seed(seed, purpose, domain.context_id(context)),
+            seed=derive_seed(seed, purpose, *(domain.context_id(c) for c in batch)),
         )
-        edits.append(teacher.propose([domain.teacher_prompt(context)], sampling)[0][0].text)
+        edits += [p[0].text for p in teacher.propose([domain.teacher_prompt(c) for c in batch], sampling)]
     return edits
 
 
