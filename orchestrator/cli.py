@@ -451,6 +451,7 @@ def propose_cmd(
 ) -> None:
     """Write self-edits for passages with a teacher into a SEAL-format file, ready for `seal eval-edits`."""
     from orchestrator.domains.knowledge import KnowledgeDomain, load_passages
+    from orchestrator.models import has_chat_template, resolve_model
     from orchestrator.progress import Phases
     from orchestrator.propose import propose_edits, seal_records, write_seal_file
     from teacher.base import Sampling
@@ -465,7 +466,8 @@ def propose_cmd(
         raise UserError(f"--passages {passages}: data file {data} has only {len(records)} passages")
     chosen = records[:passages] if passages else records
     sampling = Sampling(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed)
-    domain = KnowledgeDomain()
+    # A server at --url is asked in chat; a model here as its tokenizer says (a base model continues a document).
+    domain = KnowledgeDomain(teacher_chat=url is not None or has_chat_template(resolve_model(model)))
     with console.status(f"starting the teacher ({url or f'{backend}: {model}'})"):
         teacher = _propose_teacher(model, url, _key_from_env(api_key_env), served_model, backend, out.parent)
     try:

@@ -23,7 +23,7 @@ from orchestrator.edits import one_edit_each, parse
 from orchestrator.journal import CONFIG, JOURNAL, RunDirError, read_journal
 from orchestrator.models import resolve_model
 from orchestrator.seeds import derive_seed
-from orchestrator.session import RunError, build_pool, build_teacher, check_inputs, teacher_api_key
+from orchestrator.session import RunError, build_pool, build_teacher, check_inputs, run_domain, teacher_api_key
 from student.messages import TrainJob, TrainReport
 
 
@@ -40,6 +40,8 @@ def distill(
 ) -> Distilled:
     cfg = load_config(run_dir / CONFIG)
     inputs = check_inputs(cfg)
+    student_model = resolve_model(student)
+    domain = run_domain(cfg, student_model, inputs.teacher_model)  # written for this student, not the run's
     adapter = last_adapter(run_dir)
     corpus = list(load_contexts(cfg.data.domain, data, "train") if data else inputs.train)[:limit]
     out = run_dir / "distill" / name
@@ -51,11 +53,11 @@ def distill(
         teacher.use_adapter(adapter)
         with console.status(f"the trained teacher writes self-edits for {len(corpus)} contexts"):
             sampling = cfg.teacher.sampling
-            edits = one_edit_each(teacher, inputs.domain, corpus, sampling, cfg.run.seed, "distill")
+            edits = one_edit_each(teacher, domain, corpus, sampling, cfg.run.seed, "distill")
     finally:
         teacher.close()
-    _save_edits(out / "edits.jsonl", inputs.domain, corpus, edits)
-    parsed = [parse(inputs.domain, c, text, cfg.student.train) for c, text in zip(corpus, edits, strict=True)]
+    _save_edits(out / "edits.jsonl", domain, corpus, edits)
+    parsed = [parse(domain, c, text, cfg.student.train) for c, text in zip(corpus, edits, strict=True)]
     usable = [p for p in parsed if not isinstance(p, str)]
     if not usable:
         raise RunDirError(f"no usable self-edit among {len(corpus)} contexts: nothing to distill (see {out})")
@@ -64,7 +66,7 @@ def distill(
         job_id=f"distill/{name}", seed=derive_seed(cfg.run.seed, "distill", name), examples=examples,
         output_dir=str(out / "adapter"), lora=cfg.student.lora, train=usable[0].train,
     )
-    pool = build_pool(cfg, resolve_model(student), workers=1)
+    pool = build_pool(cfg, student_model, workers=1)
     try:
         with console.status(f"training {student} on {len(examples)} examples"):
             (report,) = pool.run([job])

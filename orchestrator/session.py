@@ -120,10 +120,7 @@ def selection_rule(cfg: SealConfig, domain: Domain[Any]) -> Rule:
 def check_inputs(cfg: SealConfig) -> Inputs:
     data = cfg.data
     teacher_model, student_model = resolve_model(cfg.teacher.model), resolve_model(cfg.student_model)
-    try:
-        domain = make_domain(data.domain, data.options, chat=student_chat(cfg.student.train, student_model))
-    except DomainOptionError as e:
-        raise ConfigError(f"data.options: {e}") from None
+    domain = run_domain(cfg, student_model, teacher_model)
     held_out = _contexts(cfg, "eval", data.eval_path)
     if data.n_eval > len(held_out):
         raise ConfigError(f"data.n_eval = {data.n_eval} but the held-out data has {len(held_out)} contexts")
@@ -140,6 +137,20 @@ def check_inputs(cfg: SealConfig) -> Inputs:
         teacher_model=teacher_model, student_model=student_model,
         placement=place_roles(cfg, attention_heads(teacher_model)),
     )
+
+
+def run_domain(cfg: SealConfig, student_model: str, teacher_model: str | None = None) -> Domain[Any]:
+    """The config's domain, writing for these models (resolved folders): the student reads chat turns as
+    student.train.chat says, or else as its tokenizer decides (student/sft.py prompt_ids), read here from the
+    model folder; the teacher (none: no teacher prompts are written) is asked in chat if its tokenizer has
+    a chat template."""
+    rendering = {"chat": student_chat(cfg.student.train, student_model)}
+    if teacher_model is not None:
+        rendering["teacher_chat"] = has_chat_template(teacher_model)
+    try:
+        return make_domain(cfg.data.domain, cfg.data.options, **rendering)
+    except DomainOptionError as e:
+        raise ConfigError(f"data.options: {e}") from None
 
 
 def student_chat(train: TrainSpec, student_model: str) -> bool:

@@ -28,18 +28,19 @@ class DomainOptionError(ValueError):
     """An option the domain does not have, or a value it rejects."""
 
 
-# Fields a domain may have that are not data options: the orchestrator sets them (`chat`: how the student
-# reads, from student.train.chat or its tokenizer).
-SET_BY_THE_RUN = ("name", "chat")
+# Fields a domain may have that are not data options: the run sets them from the models' tokenizers (or
+# student.train.chat): `chat`, the student reads chat turns (else a base model's plain text); `teacher_chat`,
+# the teacher does.
+RENDERING = ("chat", "teacher_chat")
 
 
-def make_domain(name: str, options: dict[str, Any], chat: bool = True) -> Domain[Any]:
-    """The domain with the config's options; a domain with a `chat` field renders for a student that reads
-    chat turns (`chat`) or plain text (a base model)."""
+def make_domain(name: str, options: dict[str, Any], **rendering: bool) -> Domain[Any]:
+    """The domain with the config's options, and the `rendering` flags its class has (others are ignored:
+    a domain that always speaks chat has none)."""
     module, cls_name = DOMAINS[name]
     cls = getattr(importlib.import_module(module), cls_name)
     fields = [f.name for f in dataclasses.fields(cls) if f.init]
-    known = [f for f in fields if f not in SET_BY_THE_RUN]
+    known = [f for f in fields if f != "name" and f not in RENDERING]
     for key in options:
         if key not in known:
             close = difflib.get_close_matches(key, known, n=1)
@@ -49,7 +50,7 @@ def make_domain(name: str, options: dict[str, Any], chat: bool = True) -> Domain
             )
     try:
         kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
-        return cls(**kwargs, **({"chat": chat} if "chat" in fields else {}))
+        return cls(**kwargs, **{flag: value for flag, value in rendering.items() if flag in fields})
     except (TypeError, ValueError) as e:
         raise DomainOptionError(str(e)) from None
 

@@ -68,6 +68,11 @@ TEACHER_SYSTEMS: dict[EditFormat, str] = {
         "dates, numbers, places, causes."
     ),
 }
+# What a base-model teacher's text continues after the passage (the parsers skip an echoed "Implications:").
+TEACHER_HEADERS: dict[EditFormat, str] = {
+    "implications": "Implications:", "implications-long": "Implications:", "rewrite": "Rewrites:",
+    "self-qa": "Question 1:",
+}
 PROBE_SYSTEM = "Answer the question with a short, direct answer."
 
 
@@ -222,8 +227,11 @@ class KnowledgeDomain:
     edit_format: EditFormat = "implications"
     max_implications: int = 30  # the reference's cap on segments per self-edit
     chat: bool = True
-    """How the student reads (chat turns, or a base model's plain text): set by the orchestrator from
-    student.train.chat or the student's tokenizer (orchestrator/domains make_domain), not a data option."""
+    """How the student reads (chat turns, or a base model's plain text): set by the run from student.train.chat
+    or the student's tokenizer (orchestrator/session.py), not a data option."""
+    teacher_chat: bool = True
+    """How the teacher is asked (a chat, or a base model's document to continue): set by the run from the
+    teacher's tokenizer."""
     name: str = "knowledge"
 
     def __post_init__(self) -> None:
@@ -237,7 +245,12 @@ class KnowledgeDomain:
     def context_id(self, context: Passage) -> str:
         return hashlib.sha1(f"{context.title}\n{context.context}".encode()).hexdigest()[:12]
 
-    def teacher_prompt(self, context: Passage) -> list[ChatMessage]:
+    def teacher_prompt(self, context: Passage) -> list[ChatMessage] | str:
+        """A chat (system: the instruction; user: the passage), or for a base model the reference's shape: the
+        instruction, the passage, and the header its answer continues."""
+        if not self.teacher_chat:
+            return (f"{TEACHER_SYSTEMS[self.edit_format]}\n\nPassage:\n{context.title}\n{context.context}\n\n"
+                    f"{TEACHER_HEADERS[self.edit_format]}")
         return [
             {"role": "system", "content": TEACHER_SYSTEMS[self.edit_format]},
             {"role": "user", "content": f"{context.title}\n{context.context}"},

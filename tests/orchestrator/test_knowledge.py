@@ -12,6 +12,7 @@ from orchestrator.domains.knowledge import (
     EDIT_FORMATS,
     PROBE_SYSTEM,
     QA,
+    TEACHER_SYSTEMS,
     KnowledgeDomain,
     Passage,
     default_data,
@@ -325,3 +326,14 @@ def test_how_the_student_reads_is_set_by_the_run_not_a_data_option() -> None:
     with pytest.raises(DomainOptionError, match="unknown option 'chat' for domain knowledge"):
         make_domain("knowledge", {"chat": False})
     assert make_domain("arc", {}, chat=False).name == "arc"  # a domain without the field ignores it
+
+
+def test_a_base_model_teacher_continues_a_document_ending_in_its_format_s_header() -> None:
+    prompt = KnowledgeDomain(teacher_chat=False).teacher_prompt(PASSAGE)
+    assert isinstance(prompt, str)
+    assert prompt.startswith(TEACHER_SYSTEMS["implications"])
+    assert prompt.endswith(f"\n\nPassage:\nGenghis Khan\n{PASSAGE.context}\n\nImplications:")
+    self_qa = KnowledgeDomain(teacher_chat=False, edit_format="self-qa").teacher_prompt(PASSAGE)
+    assert isinstance(self_qa, str) and self_qa.endswith("Question 1:")
+    # what it writes after the header parses as a chat teacher's answer does
+    assert implications(f"{prompt}\n1. Otrar fell.", 30) == implications("1. Otrar fell.", 30) == ["Otrar fell."]

@@ -193,6 +193,49 @@ def test_teacher_student_mode_keeps_one_baseline_per_context(
     assert [row.round for row in round_rows(records)] == [0, 1, 2]
 
 
+@pytest.mark.parametrize("base_side", ["student", "teacher"])
+def test_teacher_student_across_a_chat_and_a_base_model(
+    base_side: str, tiny_config: TinyConfig, tiny_model_dir: str, tiny_base_model_dir: str, tmp_path: Path
+) -> None:
+    """A base model (no chat template, BOS added) on either side: its prompts are plain text, the other's a
+    chat; the students' jobs and the teacher's M-step (on the teacher's own model) run."""
+    from orchestrator.edits import prompt_hash
+    from orchestrator.session import check_inputs
+
+    teacher, student = (tiny_model_dir, tiny_base_model_dir)[:: 1 if base_side == "student" else -1]
+    cfg = tiny_config(tmp_path, base_side, **SMALL, **{
+        "teacher.model": teacher, "run.mode": "teacher-student", "student.model": student})
+    inputs = check_inputs(cfg)
+    domain = inputs.domain
+    assert (domain.chat, domain.teacher_chat) == ((False, True) if base_side == "student" else (True, False))
+    records = run(cfg)
+    prompts = {domain.context_id(c): prompt_hash(domain.teacher_prompt(c)) for c in [*inputs.train, *inputs.eval]}
+    edits = [r for r in records if r["type"] == "edit"]
+    assert edits and all(r["prompt_hash"] == prompts[r["context_id"]] for r in edits)
+    reports = [r["report"] for r in records if r["type"] == "report"]
+    assert reports and all(report["ok"] for report in reports)
+    (m_step,) = [r for r in records if r["type"] == "mstep_end"]
+    assert not m_step.get("skipped") and m_step["report"]["ok"]
+
+
+@pytest.mark.slow
+def test_smollm2_teaches_gemma_a_round_across_families(gemma_dir: str, smollm2_dir: str, tmp_path: Path) -> None:
+    """configs/teacher-student-gemma.toml cut to one context per phase: SmolLM2's chat edits, Gemma's plain-text
+    students (their own tokenizer, <bos> first), SmolLM2's M-step on its own pool."""
+    from orchestrator.config import load_config
+
+    cfg = load_config(Path(__file__).resolve().parents[2] / "configs" / "teacher-student-gemma.toml", {
+        "run.runs_dir": str(tmp_path), "data.n_train": 1, "data.n_eval": 1, "teacher.sampling.n": 2,
+        "teacher.sampling.max_tokens": 48, "student.train.epochs": 1, "restem.train.epochs": 1,
+        "restem.keep_non_improving": True})
+    records = run(cfg)
+    reports = [r["report"] for r in records if r["type"] == "report"]
+    assert len(reports) >= 4 and all(report["ok"] for report in reports)
+    assert any(result["answer"] for report in reports for result in report["results"])  # Gemma answered
+    (m_step,) = [r for r in records if r["type"] == "mstep_end"]
+    assert m_step["report"]["ok"] and [row.round for row in round_rows(records)] == [0, 1]
+
+
 def test_more_rounds_on_resume_compute_only_the_new_round(tiny_config: TinyConfig, tmp_path: Path) -> None:
     first = run(tiny_config(tmp_path, "grow", **SMALL, **{"run.rounds": 0}))
     grown = run(tiny_config(tmp_path, "grow", **SMALL, **{"run.rounds": 1}), resume=True)
