@@ -84,11 +84,12 @@ GRADER = ("SQuAD-normalised exact match, token F1 and gold-contained of greedy a
           "ReST^EM rewards use the knowledge domain's reward (gold prob by default)")
 
 # Unit costs for the up-front estimate, SmolLM2-135M on this 2-core CPU machine, quiet, one worker on both
-# cores (the measured ones, per part, are in the JSON):
-INNER_LOOP_S = 32.5  # one student job: LoRA SFT on passage + edit (3 epochs), then the passage's questions
+# cores, from the quickstart's phase times (results/quickstart.json, all-linear r16 3-epoch inner loop,
+# batched teacher); the measured ones, per part, are in the JSON:
+INNER_LOOP_S = 12.5  # one student job: LoRA SFT on passage + edit, then the passage's questions (11-14 s)
 BASELINE_S = 3.0  # one student job without training: the questions only (inner_loop.json: 2-3 s)
-TEACHER_EDIT_S = 5.0  # one self-edit from the HF teacher (≤256 tokens)
-MSTEP_S = 60.0  # one M-step (r=64 all-linear LoRA, 2 epochs, ≤N kept edits): from tokens/s, not yet measured
+TEACHER_EDIT_S = 6.0  # one self-edit from the HF teacher (≤256 tokens), 12 per batched call: 4.8-6.0 s
+MSTEP_S = 60.0  # one M-step (r=64 all-linear LoRA, 2 epochs, ≤N=10 kept edits): 25-30 s for 4 edits, scaled
 POOL_SPEEDUP = {1: 1.0, 2: 1.45}  # local pool on 2 cores: 1.4-1.5x with 2 workers (README, student pools)
 
 

@@ -392,8 +392,8 @@ def _basis(cfg: SealConfig, placement: Placement, units: UnitCosts, teacher: Mod
         lines.append(f"estimate: the unit costs are knowledge-incorporation jobs; a {cfg.data.domain} job trains on "
                      "other data for other step counts and costs differently")
     if cfg.teacher.backend == "vllm":
-        lines.append("the teacher's cost is the HF teacher's, one context at a time; a vLLM server batches "
-                     "samples and is faster from ~64 samples a round (README, Teacher adapters)")
+        lines.append("the teacher's cost is the HF teacher's per edit in a batched call; a vLLM server "
+                     "batches more samples and is faster from ~64 samples a round (README, Teacher adapters)")
     overlap = ("the teacher's and the students' work overlap (a streamed E-step), so a phase takes the longer"
                if placement.stream else "phases run one after another")
     lines.append(f"start-up (model loading, a vLLM start) is not counted; {overlap}")
