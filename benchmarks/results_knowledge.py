@@ -20,10 +20,10 @@ one resumable command, three parts on the same K held-out passages.
 Grader: SQuAD-normalised exact match and token F1 (and gold contained in the answer) of greedy answers
 to each passage's questions, asked without the passage; no LLM judge. Every number is the mean over
 passages with a 95% percentile bootstrap interval (10,000 resamples over passages). The loop's rewards
-(which edits its M-step keeps) use token F1, the knowledge domain's default.
+(which edits its M-step keeps) use the knowledge domain's default reward, the gold answers' probability.
 
-Settings come from configs/results-knowledge.toml (inner loop: LoRA r=32, α=64 on q/v, lr 1e-3, 3 epochs;
-ReST^EM: N=10 passages × M=3 edits per round), with the flags below on top. Output: OUT/results-kK.json
+Settings come from configs/results-knowledge.toml (inner loop: LoRA r=16, α=32 on all linear layers, lr 3e-3,
+3 epochs; ReST^EM: N=10 passages × M=3 edits per round), with the flags below on top. Output: OUT/results-kK.json
 (tables, every cell and answer, per-unit times, wall times, commands), OUT/tau-per-round-kK.png, run
 directories under OUT/runs/. A smoke run (about 6 min on 2 busy cores):
 

@@ -36,7 +36,8 @@ class OpenAIEndpoint:
         self.root = url.rstrip("/").removesuffix("/v1")
         self.api_key = api_key
         self.concurrency = concurrency
-        self.timeout = httpx.Timeout(request_timeout_s, connect=connect_timeout_s)
+        # openai's own Timeout type: openai 3.x runs on httpx2, whose client refuses an httpx.Timeout
+        self.timeout = openai.Timeout(request_timeout_s, connect=connect_timeout_s)
         self.vllm = False  # set by models(): vLLM returns per-choice token ids, others only usage
 
     def models(self) -> list[dict[str, Any]]:
