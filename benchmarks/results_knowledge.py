@@ -30,9 +30,9 @@ directories under OUT/runs/. A smoke run (about 6 min on 2 busy cores):
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/results_knowledge.py --passages 2 --rounds 1 --n-train 1 \\
         --edits-per-passage 1 --epochs 1 --out benchmarks/results/results_knowledge_smoke
 
-The full run: `.venv/bin/python benchmarks/results_knowledge.py`, estimated from measured unit costs at
-1 h 16 min (part 1), 1 h 43 min (part 2) and 56 min (part 3) on 2 quiet CPU cores; the estimate is
-printed first, with a warning for any part over 2 h, and the JSON records the per-unit times measured.
+The full run: `.venv/bin/python benchmarks/results_knowledge.py`. An estimate from the unit costs below is
+printed first, with a warning for any part over 2 h, and the JSON records the per-unit times measured (on 2
+quiet cores: part 2 estimated at 59 min, measured 54; part 3 estimated at 28 min, measured 24).
 Interrupt it at any point and run the same command again: finished work is read back, not redone.
 """
 
