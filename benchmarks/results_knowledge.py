@@ -337,6 +337,31 @@ def _summary(name: str, per_context: dict[str, dict[str, float]], failed: int,
     return evaluate.RowSummary(name, len(next(iter(per_context.values()))), failed, _estimates(scores))
 
 
+def against_part1(result: dict[str, Any], seed: int) -> list[dict[str, Any]]:
+    """The loop's held-out edits against part 1's fixed rows, passage by passage: each mode's round 0 and
+    last round minus passage only and minus the first published-edit row (the same passages and inner
+    loop; the LoRA seeds differ, so this pairs passages, not seeds)."""
+    runs = result.get("part3", {}).get("runs") or ({"single-model": result["part2"]["run"]} if "part2" in result
+                                                   else {})
+    if "part1" not in result or not runs:
+        return []
+    fixed: dict[str, dict[str, dict[str, float]]] = {}  # row -> context -> metric -> τ
+    for cell in result["part1"]["cells"]:
+        fixed.setdefault(cell["row"], {})[cell["context_id"]] = cell["tau"]
+    rows = []
+    for mode, run in runs.items():
+        rounds = run["rounds"]
+        for r in (rounds[0], rounds[-1]) if len(rounds) > 1 else rounds[:1]:
+            per_context = r["per_context"]
+            for name in ("passage only", EDIT_SOURCES[0][0]):
+                metrics = [m for m in per_context if all(m in fixed[name][c] for c in per_context[m])]
+                scores = {m: evaluate.estimate([v - fixed[name][c][m] for c, v in per_context[m].items()], seed=seed)
+                          for m in metrics}
+                rows.append({"name": f"{mode} round {r['round']} − {name}", "passages": len(per_context["f1"]),
+                             "failed": r["failed"], "scores": {m: dataclasses.asdict(e) for m, e in scores.items()}})
+    return rows
+
+
 # --- plot --------------------------------------------------------------------------------------------------
 
 
@@ -424,6 +449,7 @@ def main() -> None:
                            "runs": {mode: run_results(cfg, mode) for mode in MODES},
                            "compare_plot": str(cfg.run.runs_dir / f"{cfg.run.name}-compare.png")}
     result["machine"]["load_avg_5m_after"] = os.getloadavg()[1]
+    result["loop_vs_part1"] = against_part1(result, cfg.run.seed)
     console.rule("results")
     runs = print_tables(result, cfg, console)
     if runs:
@@ -461,8 +487,7 @@ def print_tables(result: dict[str, Any], cfg: SealConfig, console: Console) -> d
     """Every part in `result` as a rich table with its measured times; the loop runs, for the plot."""
     k = cfg.data.n_eval
     if "part1" in result:
-        summaries = [evaluate.RowSummary(r["name"], r["passages"], r["failed"], _estimates(r["scores"]))
-                     for r in result["part1"]["rows"]]
+        summaries = _summaries(result["part1"]["rows"])
         title = (f"Part 1: published self-edits → {cfg.student_model}, {k} held-out passages, "
                  f"{cfg.student.train.epochs} epochs")
         console.print(evaluate.render(summaries, title))
@@ -471,8 +496,7 @@ def print_tables(result: dict[str, Any], cfg: SealConfig, console: Console) -> d
                 console.print(f"  {row}: {t['student_s_per_job']:.1f} s/job (student's own), "
                               f"{t['tokens_trained_per_job']:.0f} tokens trained/job", highlight=False)
         console.print(f"  part 1 wall: {_hm(result['part1']['timing']['all_sessions_wall_s'])}", highlight=False)
-        gains = [evaluate.RowSummary(r["name"], r["passages"], r["failed"], _estimates(r["scores"]))
-                 for r in result["part1"]["paired_gains"]]
+        gains = _summaries(result["part1"]["paired_gains"])
         console.print(evaluate.render(gains, "Part 1, paired on the same passages: each row minus no adaptation, "
                                              "each edit row minus passage only"))
     runs: dict[Mode, dict[str, Any]] = {}
@@ -482,6 +506,9 @@ def print_tables(result: dict[str, Any], cfg: SealConfig, console: Console) -> d
     if "part3" in result:
         runs = result["part3"]["runs"]
         console.print(evaluate.render(loop_rows(runs, 3), f"Part 3: single-model vs teacher–student, {k} passages"))
+    if result.get("loop_vs_part1"):
+        title = "The loop's held-out edits against part 1, paired on the same passages"
+        console.print(evaluate.render(_summaries(result["loop_vs_part1"]), title))
     for mode, run in runs.items():
         t = run["timing"]
         console.print(f"  {mode}: {_fmt(t['edit_jobs']['student_s_per_job'])} s/edit job, "
@@ -489,6 +516,11 @@ def print_tables(result: dict[str, Any], cfg: SealConfig, console: Console) -> d
                       f"{_fmt(t['teacher_s_per_edit'])} s/edit, M-steps {[round(s, 1) for s in t['mstep_s']]} s, "
                       f"run wall {_hm(t['all_sessions_wall_s'])}", highlight=False)
     return runs
+
+
+def _summaries(rows: list[dict[str, Any]]) -> list[evaluate.RowSummary]:
+    """Rows as the JSON keeps them (name, passages, failed, scores) for evaluate.render."""
+    return [evaluate.RowSummary(r["name"], r["passages"], r["failed"], _estimates(r["scores"])) for r in rows]
 
 
 def _estimates(scores: dict[str, dict[str, float]]) -> dict[str, evaluate.Estimate]:
