@@ -337,29 +337,35 @@ def _summary(name: str, per_context: dict[str, dict[str, float]], failed: int,
     return evaluate.RowSummary(name, len(next(iter(per_context.values()))), failed, _estimates(scores))
 
 
-def against_part1(result: dict[str, Any], seed: int) -> list[dict[str, Any]]:
-    """The loop's held-out edits against part 1's fixed rows, passage by passage: each mode's round 0 and
-    last round minus passage only and minus the first published-edit row (the same passages and inner
-    loop; the LoRA seeds differ, so this pairs passages, not seeds)."""
+def loop_paired(result: dict[str, Any], seed: int) -> list[dict[str, Any]]:
+    """The loop's held-out τ, passage by passage (paired: the same 50 passages, so what they share cancels):
+    each mode's last round minus its round 0, single-model minus teacher–student per round, and each mode's
+    round 0 and last round minus part 1's passage-only and first published-edit rows (the same inner loop;
+    the LoRA seeds differ, so those pair passages, not seeds)."""
     runs = result.get("part3", {}).get("runs") or ({"single-model": result["part2"]["run"]} if "part2" in result
                                                    else {})
-    if "part1" not in result or not runs:
-        return []
-    fixed: dict[str, dict[str, dict[str, float]]] = {}  # row -> context -> metric -> τ
-    for cell in result["part1"]["cells"]:
-        fixed.setdefault(cell["row"], {})[cell["context_id"]] = cell["tau"]
-    rows = []
-    for mode, run in runs.items():
-        rounds = run["rounds"]
-        for r in (rounds[0], rounds[-1]) if len(rounds) > 1 else rounds[:1]:
-            per_context = r["per_context"]
-            for name in ("passage only", EDIT_SOURCES[0][0]):
-                metrics = [m for m in per_context if all(m in fixed[name][c] for c in per_context[m])]
-                scores = {m: evaluate.estimate([v - fixed[name][c][m] for c, v in per_context[m].items()], seed=seed)
-                          for m in metrics}
-                rows.append({"name": f"{mode} round {r['round']} − {name}", "passages": len(per_context["f1"]),
-                             "failed": r["failed"], "scores": {m: dataclasses.asdict(e) for m, e in scores.items()}})
-    return rows
+    taus = {mode: {r["round"]: r["per_context"] for r in run["rounds"]} for mode, run in runs.items() if run["rounds"]}
+    pairs = [(f"{mode} round {max(by_round)} − round 0", by_round[max(by_round)], by_round[0])
+             for mode, by_round in taus.items() if len(by_round) > 1]
+    if len(taus) == 2:
+        (a, by_a), (b, by_b) = taus.items()
+        pairs += [(f"round {k}: {a} − {b}", by_a[k], by_b[k]) for k in sorted(by_a.keys() & by_b.keys()) if k > 0]
+    if "part1" in result:
+        fixed: dict[str, dict[str, dict[str, float]]] = {}  # row -> metric -> context -> τ
+        for cell in result["part1"]["cells"]:
+            for m, v in cell["tau"].items():
+                fixed.setdefault(cell["row"], {}).setdefault(m, {})[cell["context_id"]] = v
+        pairs += [(f"{mode} round {k} − {row}", by_round[k], fixed[row]) for mode, by_round in taus.items()
+                  for k in sorted({0, max(by_round)}) for row in ("passage only", EDIT_SOURCES[0][0])]
+    return [_paired(name, a, b, seed) for name, a, b in pairs]
+
+
+def _paired(name: str, a: dict[str, dict[str, float]], b: dict[str, dict[str, float]], seed: int) -> dict[str, Any]:
+    """Row `a − b` over the contexts of `a`; both metric -> context -> τ."""
+    metrics = [m for m in a if m in b]
+    scores = {m: evaluate.estimate([v - b[m][c] for c, v in a[m].items()], seed=seed) for m in metrics}
+    return {"name": name, "passages": len(a[metrics[0]]), "failed": 0,
+            "scores": {m: dataclasses.asdict(e) for m, e in scores.items()}}
 
 
 # --- plot --------------------------------------------------------------------------------------------------
@@ -449,7 +455,7 @@ def main() -> None:
                            "runs": {mode: run_results(cfg, mode) for mode in MODES},
                            "compare_plot": str(cfg.run.runs_dir / f"{cfg.run.name}-compare.png")}
     result["machine"]["load_avg_5m_after"] = os.getloadavg()[1]
-    result["loop_vs_part1"] = against_part1(result, cfg.run.seed)
+    result["loop_paired"] = loop_paired(result, cfg.run.seed)
     console.rule("results")
     runs = print_tables(result, cfg, console)
     if runs:
@@ -506,9 +512,9 @@ def print_tables(result: dict[str, Any], cfg: SealConfig, console: Console) -> d
     if "part3" in result:
         runs = result["part3"]["runs"]
         console.print(evaluate.render(loop_rows(runs, 3), f"Part 3: single-model vs teacher–student, {k} passages"))
-    if result.get("loop_vs_part1"):
-        title = "The loop's held-out edits against part 1, paired on the same passages"
-        console.print(evaluate.render(_summaries(result["loop_vs_part1"]), title))
+    if result.get("loop_paired"):
+        title = "The loop's held-out τ, paired on the same passages: across rounds, modes, and against part 1"
+        console.print(evaluate.render(_summaries(result["loop_paired"]), title))
     for mode, run in runs.items():
         t = run["timing"]
         console.print(f"  {mode}: {_fmt(t['edit_jobs']['student_s_per_job'])} s/edit job, "
