@@ -108,6 +108,9 @@ class SFTFields(Section):
     """Cap on optimiser steps; none = no cap."""
     warmup_steps: NonNegative
     reference_compat: bool
+    packing: bool
+    """Pack each batch's sequences into as few rows as hold its longest one (same loss, faster on a CPU);
+    false: pad every sequence to the batch's longest. reference_compat pads whatever this says."""
 
 
 class MStepTrain(SFTFields):
@@ -256,7 +259,7 @@ class RestemConfig(Section):
     """The teacher's M-step adapter (the paper: r=64, alpha=128, all linear layers)."""
     train: MStepTrain = MStepTrain(
         lr=3e-4, epochs=2, batch_size=4, loss_on="completion", max_seq_len=2048, max_steps=None, warmup_steps=0,
-        reference_compat=False,
+        reference_compat=False, packing=True,
     )
     """M-step SFT on (teacher prompt → kept edit); the loss is on the edit only."""
 

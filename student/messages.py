@@ -71,6 +71,8 @@ class TrainSpec:
     max_new_tokens: int = 64  # for probes
     # Reproduce the reference's pad-to-max_seq_len with loss on every token, pads included.
     reference_compat: bool = False
+    # Pack a batch's sequences into as few rows as hold its longest one (student.sft.pack); off: pad each.
+    packing: bool = True
 
 
 @dataclass(frozen=True)

@@ -29,9 +29,10 @@ import torch
 from accelerate import Accelerator
 from peft import LoraConfig, PeftModel, get_peft_model
 from peft.tuners.lora import LoraLayer
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase, StoppingCriteriaList
 
 from student.adapters import load_lora_weights, merge_adapter, save_adapter
+from student.cores import RebalanceEachStep, computing
 from student.messages import (
     Job,
     LoRASpec,
@@ -63,6 +64,7 @@ class Student:
         if threads:
             torch.set_num_threads(threads)
         on_cpu = device == "cpu" or not torch.cuda.is_available()
+        self.on_cpu = on_cpu  # then jobs share the cores with other seal processes (student.cores)
         if device and device.startswith("cuda:"):
             torch.cuda.set_device(device)
         bf16 = _bf16_supported(on_cpu) if bf16 is None else bf16
@@ -78,6 +80,10 @@ class Student:
     def run(self, job: StudentJob) -> StudentReport:
         """Fresh LoRA → SFT on the examples → answers to the probes. Without examples, the answers of
         the (base_adapter-merged) base model: the baseline."""
+        with computing(self.on_cpu):
+            return self._run(job)
+
+    def _run(self, job: StudentJob) -> StudentReport:
         self._use_base_adapter(job.base_adapter)
         fit = SFTResult((), 0, 0.0)
         if job.examples:
@@ -94,7 +100,8 @@ class Student:
     def train(self, job: TrainJob) -> TrainReport:
         """The M-step: the same SFT on the plain base, saved as a PEFT adapter folder."""
         self._use_base_adapter(None)
-        fit = self._fit(job.lora, job.train, job.examples, job.seed, job.init_adapter)
+        with computing(self.on_cpu):
+            fit = self._fit(job.lora, job.train, job.examples, job.seed, job.init_adapter)
         if self.accelerator.is_main_process:
             save_adapter(self.model, job.output_dir)  # the job's LoRA only: a stacked base adapter is gone
         return TrainReport(
@@ -239,7 +246,8 @@ def generate_answers(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase,
         batch = tokenizer.pad({"input_ids": ids}, padding_side="left", return_tensors="pt").to(model.device)
         with torch.no_grad():
             out = model.generate(**batch, max_new_tokens=spec.max_new_tokens, do_sample=False,
-                                 eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+                                 eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                                 stopping_criteria=StoppingCriteriaList([RebalanceEachStep()]))
         new_tokens = out[:, batch["input_ids"].shape[1]:]
         answers += [a.strip() for a in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
     return answers

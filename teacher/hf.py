@@ -13,8 +13,9 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, StoppingCriteriaList
 
+from student.cores import RebalanceEachStep, computing
 from teacher.adapters import check_adapter
 from teacher.base import Proposal, Sampling, TeacherPrompt
 
@@ -60,8 +61,9 @@ class HFTeacher:
             torch.manual_seed(sampling.seed)
         per_batch = max(1, self.max_batch_sequences // sampling.n)
         proposals: list[list[Proposal]] = []
-        for start in range(0, len(prompts), per_batch):
-            proposals += self._generate(prompts[start : start + per_batch], sampling)
+        with computing(torch.device(self.device).type == "cpu"):
+            for start in range(0, len(prompts), per_batch):
+                proposals += self._generate(prompts[start : start + per_batch], sampling)
         return proposals
 
     def use_adapter(self, adapter_dir: str | None) -> None:
@@ -100,7 +102,7 @@ class HFTeacher:
             options |= {"stop_strings": list(s.stop), "tokenizer": self.tokenizer}
         out = self.model.generate(
             **batch.to(self.device), max_new_tokens=s.max_tokens, pad_token_id=self.tokenizer.pad_token_id,
-            **options,
+            stopping_criteria=StoppingCriteriaList([RebalanceEachStep()]), **options,
         )
         rows = [self._proposal(row.tolist(), s.stop) for row in out[:, batch["input_ids"].shape[1] :]]
         if greedy:  # one greedy answer stands for all n (transformers refuses n > 1 without beams)

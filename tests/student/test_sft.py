@@ -4,10 +4,10 @@ from dataclasses import replace
 
 import pytest
 import torch
-from transformers import AutoTokenizer, PreTrainedTokenizerBase
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
 from student.messages import StudentJob, TrainingExample, TrainSpec
-from student.sft import IGNORE, collate, encode, prompt_ids
+from student.sft import EAGER_UP_TO, IGNORE, attention, attention_for, collate, encode, pack, prompt_ids
 from student.student import Student
 
 EXAMPLE = TrainingExample("Where does the Quen flow?", "Through Quenton.", system="Be brief.")
@@ -83,6 +83,37 @@ def test_pads_do_not_change_the_loss(tiny_student: Student, tokenizer: PreTraine
     # The random model's per-token losses all sit near ln(vocab), so the gap to pads-in-loss is small.
     assert abs(padded.item() - alone.item()) < 1e-5
     assert abs(in_loss.item() - alone.item()) > 1e-3
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_a_packed_batch_has_the_padded_batchs_loss_and_gradients(attention: str, tiny_model_dir: str,
+                                                                 tokenizer: PreTrainedTokenizerBase) -> None:
+    """fp32, through the model: packing moves sequences into shared rows, and changes neither what a token
+    attends to nor what is predicted (loss on every token, so each sequence's first label matters)."""
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32, attn_implementation=attention)
+    texts = ("a", "a b c d e f g h i j k", "a b", "a b c d")
+    encoded = [encode(tokenizer, TrainingExample("Q", t), TrainSpec(chat=False, loss_on="all")) for t in texts]
+    padded, packed = collate(encoded, tokenizer.pad_token_id), pack(encoded, tokenizer.pad_token_id)
+    assert packed["input_ids"].shape == (2, padded["input_ids"].shape[1])  # never a longer row
+    outcomes = []
+    for batch in (padded, packed, {**packed, "position_ids": torch.arange(packed["input_ids"].shape[1])[None]}):
+        model.zero_grad()
+        loss = model(**batch).loss
+        loss.backward()
+        outcomes.append((loss.item(), model.model.layers[0].self_attn.q_proj.weight.grad.clone()))
+    (padded_loss, padded_grad), (packed_loss, packed_grad), (run_on_loss, _) = outcomes
+    assert abs(packed_loss - padded_loss) < 1e-5 and torch.allclose(packed_grad, padded_grad, atol=1e-6)
+    assert abs(run_on_loss - padded_loss) > 1e-4  # positions that do not restart: one long sequence, another loss
+
+
+def test_on_a_cpu_short_rows_train_with_eager_attention_and_generation_keeps_its_own(
+        tiny_student: Student) -> None:
+    assert attention_for(EAGER_UP_TO, torch.device("cpu")) == "eager"
+    assert attention_for(EAGER_UP_TO + 1, torch.device("cpu")) == attention_for(8, torch.device("cuda")) == "sdpa"
+    model = tiny_student.model
+    with attention(model, "eager"):
+        assert model.config._attn_implementation == "eager"
+    assert model.config._attn_implementation == "sdpa"
 
 
 def test_max_steps_and_tokens_trained(tiny_student: Student, tokenizer: PreTrainedTokenizerBase) -> None:

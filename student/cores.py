@@ -1,0 +1,114 @@
+"""Share the CPU's cores with the other seal processes computing at the same moment (DESIGN §7).
+
+After each parallel region torch's OpenMP threads spin, waiting for the next one (libgomp: about
+300,000 iterations). Two processes with a thread per core each then spend their time slices spinning
+while the other's threads wait for a core: each ran 4× slower on an AMD EPYC with 2 cores and 37×
+on an Intel Xeon, not 2×. A process with one thread has no team to wait for, so it never spins.
+
+So a seal process marks itself in a shared folder while it computes on the CPU (`computing`), and in
+its loops (`rebalance`: each training step, each decoding step) takes its share of the cores it may
+run on: cores // processes marked, at least 1, never more than it started with. Alone it keeps every
+thread, at no cost; beside another it gives up the extra ones within a step. `SEAL_THREADS=N` fixes
+the count instead. A process seal did not start (a test suite, another program) is not seen.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import StoppingCriteria
+
+MARKS = Path(tempfile.gettempdir()) / f"seal-lm-cores-{os.getuid()}"
+CHECK_EVERY_S = 0.25  # a look at the folder costs ~0.1 ms; a step 20 ms to seconds
+
+_depth = 0  # nested `computing` blocks in this process
+_mark: Path | None = None
+_ceiling = 0  # the thread count this process started computing with: its share never exceeds it
+_last_check = 0.0
+
+
+@contextlib.contextmanager
+def computing(on_cpu: bool = True) -> Iterator[None]:
+    """Count this process among those computing on the CPU while the block runs, on its share of cores."""
+    global _depth, _mark, _ceiling
+    if not on_cpu or "SEAL_THREADS" in os.environ:
+        if on_cpu:
+            torch.set_num_threads(fixed_threads(os.environ["SEAL_THREADS"]))
+        yield
+        return
+    if _depth == 0:
+        _ceiling = torch.get_num_threads()
+        MARKS.mkdir(mode=0o700, exist_ok=True)
+        _mark = MARKS / _identity(os.getpid())
+        _mark.touch()
+    _depth += 1
+    try:
+        rebalance(now=True)
+        yield
+    finally:
+        _depth -= 1
+        if _depth == 0 and _mark is not None:
+            _mark.unlink(missing_ok=True)
+            torch.set_num_threads(_ceiling)
+            _mark = None
+
+
+def rebalance(now: bool = False) -> None:
+    """Inside `computing`: set torch's thread count to this process's share (at most every CHECK_EVERY_S)."""
+    global _last_check
+    if _depth == 0 or (not now and time.monotonic() - _last_check < CHECK_EVERY_S):
+        return
+    _last_check = time.monotonic()
+    share = max(1, min(_ceiling, usable_cores() // max(1, computing_processes())))
+    if share != torch.get_num_threads():
+        torch.set_num_threads(share)
+
+
+def computing_processes() -> int:
+    """Live seal processes marked as computing; marks of dead ones are removed."""
+    alive = 0
+    for mark in MARKS.glob("*") if MARKS.is_dir() else ():
+        pid = int(mark.name.split("-")[0]) if mark.name.split("-")[0].isdigit() else 0
+        if pid and _identity(pid) == mark.name:
+            alive += 1
+        else:
+            mark.unlink(missing_ok=True)
+    return alive
+
+
+def fixed_threads(value: str) -> int:
+    if not value.strip().isdigit() or int(value) < 1:
+        raise ValueError(f"SEAL_THREADS={value!r}: give a whole number of threads, 1 or more, or unset it")
+    return int(value)
+
+
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _identity(pid: int) -> str:
+    """pid and start time (Linux), so a mark outlives neither its process nor a reuse of its pid."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        if not Path("/proc/self/stat").exists():  # no procfs: the pid alone
+            with contextlib.suppress(OSError):
+                os.kill(pid, 0)
+                return str(pid)
+        return ""
+    return f"{pid}-{stat.rsplit(')', 1)[1].split()[19]}"  # field 22, counted after the command name
+
+
+class RebalanceEachStep(StoppingCriteria):
+    """Hooked into `generate` as a stopping criterion that never stops: a rebalance per decoding step."""
+
+    def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
+        rebalance()
+        return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
