@@ -40,13 +40,15 @@ from student.sft import Encoded, collate, encode, pack
 from student.student import Student
 
 OUT = Path(__file__).parent / "results" / "student_step.json"
-VARIANTS = (("sdpa", False), ("eager", False), ("sdpa", True), ("eager", True))
+VARIANTS = (("sdpa", False, False), ("eager", False, False), ("sdpa", True, False), ("eager", True, False))
+COMPILED = ("eager", True, True)  # --compile: the best of the above under torch.compile
 
 
 @dataclass(frozen=True)
 class Measured:
     attention: str
     packed: bool
+    compiled: bool
     seconds: float  # best of the repeats, all steps
     tokens: int  # real tokens, all steps
     losses: tuple[float, ...]  # first repeat, per step
@@ -61,9 +63,13 @@ def batches(student: Student, edits: int) -> list[list[Encoded]]:
     return out
 
 
-def run(student: Student, data: list[list[Encoded]], attention: str, packed: bool, epochs: int) -> Measured:
+def run(student: Student, data: list[list[Encoded]], variant: tuple[str, bool, bool], epochs: int,
+        compiled: Any = None) -> Measured:
+    """`compiled`: torch.compile of student.model, used for the forward pass of a compiled variant."""
+    attention, packed, use_compiled = variant
     model = student.model
     model.set_attn_implementation(attention)
+    forward = compiled if use_compiled else model
     pad_id = student.tokenizer.pad_token_id
     inputs = [pack(b, pad_id) if packed else collate(b, pad_id) for b in data]
     student._reset_lora(StudentConfig().lora, seed=0)
@@ -75,7 +81,7 @@ def run(student: Student, data: list[list[Encoded]], attention: str, packed: boo
     for _ in range(epochs):
         for batch in inputs:
             with student.accelerator.autocast():
-                loss = model(**batch).loss
+                loss = forward(**batch).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
@@ -83,7 +89,7 @@ def run(student: Student, data: list[list[Encoded]], attention: str, packed: boo
             losses.append(loss.item())
     seconds = time.perf_counter() - start
     tokens = epochs * sum(len(e.input_ids) for b in data for e in b)
-    return Measured(attention, packed, seconds, tokens, tuple(losses))
+    return Measured(attention, packed, use_compiled, seconds, tokens, tuple(losses))
 
 
 def shape_peak(hidden: int, ffn: int, rows: int, reps: int = 20) -> float:
@@ -105,6 +111,7 @@ def main() -> None:
     parser.add_argument("--edits", type=int, default=4)
     parser.add_argument("--epochs", type=int, default=StudentConfig().train.epochs)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--compile", action="store_true", help="also eager + packed under torch.compile")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     console = Console()
@@ -113,11 +120,16 @@ def main() -> None:
     config = student.model.get_base_model().config
     peak = shape_peak(config.hidden_size, config.intermediate_size, rows=4 * 64)
     params = sum(p.numel() for p in student.model.get_base_model().parameters())
-    run(student, data[:2], "sdpa", False, 1)  # warm-up: the first steps of a process are slower
-    runs: dict[tuple[str, bool], list[Measured]] = {v: [] for v in VARIANTS}
+    run(student, data[:2], VARIANTS[0], 1)  # warm-up: the first steps of a process are slower
+    variants = (*VARIANTS, COMPILED) if args.compile else VARIANTS
+    compiled, compile_s = None, None
+    if args.compile:  # compiled once (dynamic shapes: rows differ in length), its first epoch timed apart
+        compiled = torch.compile(student.model, dynamic=True)
+        compile_s = run(student, data, COMPILED, 1, compiled).seconds
+    runs: dict[tuple[str, bool, bool], list[Measured]] = {v: [] for v in variants}
     for _ in range(args.repeats):  # round-robin, so a drift of the machine reaches every variant alike
-        for attention, packed in VARIANTS:
-            runs[attention, packed].append(run(student, data, attention, packed, args.epochs))
+        for variant in variants:
+            runs[variant].append(run(student, data, variant, args.epochs, compiled))
     rows = []
     for variant, measured in runs.items():
         best = min(measured, key=lambda m: m.seconds)
@@ -129,8 +141,9 @@ def main() -> None:
         "machine": {"cpu": cpu_model(), "threads": torch.get_num_threads(), "load_avg_1m": os.getloadavg()[0]},
         "settings": {"edits": args.edits, "steps": len(base.losses), "epochs": args.epochs,
                      "repeats": args.repeats, "lora": asdict(StudentConfig().lora)},
-        "bf16_peak_gflops_model_shape": peak, "parameters": params,
-        "rows": [{"attention": m.attention, "packed": m.packed, "seconds": m.seconds, "tokens": m.tokens,
+        "bf16_peak_gflops_model_shape": peak, "parameters": params, "compiled_first_epoch_s": compile_s,
+        "rows": [{"attention": m.attention, "packed": m.packed, "compiled": m.compiled, "seconds": m.seconds,
+                  "tokens": m.tokens,
                   "tokens_per_s": m.tokens / m.seconds, "gflops": 4 * params * m.tokens / m.seconds / 1e9,
                   "speedup": base.seconds / m.seconds, "first_loss": m.losses[0],
                   "max_loss_diff": max(abs(a - b) for a, b in zip(m.losses, base.losses, strict=True))}
@@ -142,7 +155,8 @@ def main() -> None:
                   "max |Δloss|", title=f"student training step ({result['machine']['cpu']}; bf16 peak at the "
                                        f"model's shapes {peak:.0f} GFLOP/s)")
     for r in result["rows"]:
-        table.add_row(r["attention"], "packed" if r["packed"] else "padded", f"{r['tokens_per_s']:.0f}",
+        attention = r["attention"] + (" (compiled)" if r["compiled"] else "")
+        table.add_row(attention, "packed" if r["packed"] else "padded", f"{r['tokens_per_s']:.0f}",
                       f"{r['gflops']:.0f}", f"{100 * r['gflops'] / peak:.0f}%", f"{r['speedup']:.2f}×",
                       f"{r['first_loss']:.4f}", f"{r['max_loss_diff']:.4f}")
     console.print(table)

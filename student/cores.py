@@ -10,6 +10,9 @@ its loops (`rebalance`: each training step, each decoding step) takes its share 
 run on: cores // processes marked, at least 1, never more than it started with. Alone it keeps every
 thread, at no cost; beside another it gives up the extra ones within a step. `SEAL_THREADS=N` fixes
 the count instead. A process seal did not start (a test suite, another program) is not seen.
+
+bf16 results depend on the thread count in their last bits (README, "Two seal commands on the same
+cores"): alone, or with SEAL_THREADS set, a run is bit-reproducible; beside another seal process it is not.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 The reference pads every sequence to 2,048 tokens and puts the pads in the loss; on this machine
 97–98 % of its training compute went to pads (reference-timing.md). Here a batch's sequences go end to
 end into as few rows as hold its longest one (`TrainSpec.packing`; or, without it, are padded only to
-the longest), and pads carry label -100: the same loss, 1.2× the tokens per second of padding on a CPU
+the longest), and pads carry label -100: the same loss, 1.2–1.5× the tokens per second of padding on a CPU
 (benchmarks/student_step.py). On a CPU, short rows train with plain matmul attention (`attention_for`).
 `TrainSpec.reference_compat` restores the reference's behaviour for fidelity comparisons. Every sequence
 ends with EOS: without it an adapted model never learns to stop and answers run to the token limit
@@ -113,9 +113,10 @@ def pack(batch: Sequence[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
 
 
 def attention_for(row_tokens: int, device: torch.device) -> str:
-    """On a CPU, plain matmul attention ("eager") trains the inner loop's short rows 1.2× faster than torch's
-    flash kernel (benchmarks/student_step.py); it keeps an L×L score matrix per head for the backward
-    pass, so long rows (the M-step's teacher prompts) and GPUs keep SDPA."""
+    """On a CPU, plain matmul attention ("eager") trains the inner loop's short rows faster than torch's
+    flash kernel (benchmarks/student_step.py: 1.17× padded; packed, 1.01–1.19× at best and steadier);
+    it keeps an L×L score matrix per head for the backward pass, so long rows (the M-step's teacher
+    prompts) and GPUs keep SDPA."""
     return "eager" if device.type == "cpu" and row_tokens <= EAGER_UP_TO else "sdpa"
 
 
