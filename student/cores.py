@@ -48,9 +48,12 @@ def computing(on_cpu: bool = True) -> Iterator[None]:
         return
     if _depth == 0:
         _ceiling = torch.get_num_threads()
-        MARKS.mkdir(mode=0o700, exist_ok=True)
-        _mark = MARKS / _identity(os.getpid())
-        _mark.touch()
+        try:
+            MARKS.mkdir(mode=0o700, exist_ok=True)
+            _mark = MARKS / _identity(os.getpid())
+            _mark.touch()
+        except OSError:  # no writable temp folder: compute unmarked rather than fail the job
+            _mark = None
     _depth += 1
     try:
         rebalance(now=True)

@@ -86,6 +86,13 @@ def test_seal_threads_must_be_a_whole_number(value: str, marks: Path, monkeypatc
         pass
 
 
+def test_without_a_writable_marks_folder_a_job_still_computes(marks: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    marks.parent.joinpath("a-file").write_text("")
+    monkeypatch.setattr(cores, "MARKS", marks.parent / "a-file" / "marks")
+    with cores.computing():
+        assert torch.get_num_threads() == 4
+
+
 def test_not_on_the_cpu_nothing_changes(marks: Path) -> None:
     other = start_other(marks)
     with cores.computing(on_cpu=False):
