@@ -53,8 +53,11 @@ def timed(kinds: list[str], policy: str, timeout_s: float | None, scratch: Path)
         env["SEAL_THREADS"] = str(usable_cores())
     logs = [scratch / f"{policy}-{i}.log" for i in range(len(kinds))]
     start = time.perf_counter()
-    procs = [subprocess.Popen(command(kind, scratch, f"{policy}-{i}"), env=env, stdout=subprocess.DEVNULL,
-                              stderr=log.open("w")) for i, (kind, log) in enumerate(zip(kinds, logs, strict=True))]
+    procs = []
+    for i, (kind, log) in enumerate(zip(kinds, logs, strict=True)):
+        with log.open("w") as err:  # the child keeps its own copy of the file descriptor
+            procs.append(subprocess.Popen(command(kind, scratch, f"{policy}-{i}"), env=env,
+                                          stdout=subprocess.DEVNULL, stderr=err))
     seconds: list[float | None] = [None] * len(procs)
     while None in seconds:  # each one's own end, whichever comes first
         elapsed = time.perf_counter() - start
