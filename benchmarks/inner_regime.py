@@ -45,7 +45,7 @@ from orchestrator.config import ALL_LINEAR, load_config
 from orchestrator.domains.knowledge import METRICS, KnowledgeDomain, Passage, load_passages, tau
 from orchestrator.models import resolve_model
 from orchestrator.reliability import reliability
-from orchestrator.session import build_pool
+from orchestrator.roles import build_pool
 from student.messages import LoRASpec, StudentJob, StudentReport, TrainSpec, to_dict
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -62,7 +62,8 @@ from orchestrator.domains.knowledge import EditFormat, KnowledgeDomain, Passage,
 from orchestrator.errors import DataError
 from orchestrator.journal import JOURNAL, Journal, read_journal
 from orchestrator.report import round_rows
-from orchestrator.session import build_pool, check_inputs
+from orchestrator.roles import build_pool
+from orchestrator.session import check_inputs
 from student.messages import StudentJob, StudentReport, from_dict, to_dict
 
 ROOT = Path(__file__).resolve().parents[1]

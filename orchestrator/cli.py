@@ -326,36 +326,18 @@ def eval_edits_cmd(
     """Apply existing self-edits to a student: no adaptation, passage only, passage + each file's edits, as
     mean τ over passages with 95% bootstrap intervals, and paired gains. The inner loop is the config's
     (`--set student.lora.target_modules=[...]`, `--set student.train.epochs=10`, `--set data.options.metric=...`)."""
-    import json
-
     from orchestrator import eval_edits
-    from orchestrator.domains import make_domain
-    from orchestrator.models import resolve_model
-    from orchestrator.session import build_pool, student_chat
 
     cfg = _load(None, sets, **{"pool.kind": pool, "pool.workers": workers})
     _at_least_one(("--passages", passages), ("--sample", sample or 1))
     if edit_index < 0:
         raise UserError(f"--edit-index must be 0 or more, got {edit_index}")
-    files = [eval_edits.EditFile(path, eval_edits.edit_format_of(path, edit_format)) for path in data]
-    loaded = eval_edits.read_edit_files(files)
-    chosen = eval_edits.choose(len(loaded[0]), passages, sample, seed)
-    rows = eval_edits.table_rows(files, loaded, chosen, edit_index)
-    student_model = resolve_model(model)
-    domain = make_domain("knowledge", cfg.data.options, chat=student_chat(cfg.student.train, student_model))
-    with console.status(f"starting the {cfg.pool.kind} pool ({model})"):
-        student_pool = build_pool(cfg, student_model)
-    try:
-        table = eval_edits.measure(student_pool, domain, [loaded[0][i] for i in chosen], rows, cfg.student.lora,
-                                   cfg.student.train, seed, console)
-    finally:
-        student_pool.close()
-    for rendered in eval_edits.render(table, f"{len(chosen)} passages, student {model}"):
+    table, used = eval_edits.evaluate_files(cfg, data, edit_format, model, passages, sample, seed, edit_index,
+                                            console)
+    for rendered in eval_edits.render(table, f"{len(used['passages'])} passages, student {model}"):
         console.print(rendered)
     if out:
-        meta = eval_edits.settings(files, chosen, model, edit_index, seed, cfg.student.lora, cfg.student.train, domain)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(eval_edits.results(table, **meta), indent=1) + "\n")
+        eval_edits.write_results(out, table, used)
         console.print(f"wrote {out}", highlight=False)
 
 
@@ -364,12 +346,6 @@ def eval_edits_cmd(
 
 TeacherModelOpt = Annotated[str, typer.Option(help="Teacher model: a prepared name, a folder or a Hub id.")]
 KeyEnvOpt = Annotated[str | None, typer.Option(help="Environment variable holding the server's API key.")]
-
-
-def _key_from_env(api_key_env: str | None) -> str | None:
-    if api_key_env and api_key_env not in os.environ:
-        raise UserError(f"--api-key-env: environment variable {api_key_env} is not set")
-    return os.environ[api_key_env] if api_key_env else None
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
@@ -394,17 +370,17 @@ def teacher_serve_cmd(
     import time
 
     from orchestrator.models import resolve_model
+    from orchestrator.roles import api_key_from_env, managed_teacher
     from teacher.vllm_process import LOG_NAME, ServerOptions
-    from teacher.vllm_server import VLLMTeacher
 
     if port is not None and not 0 < port < 65536:
         raise UserError(f"--port must be a TCP port, 1 to 65535, got {port}")
     _at_least_one(("--max-lora-rank", max_lora_rank), ("--max-model-len", max_model_len))
-    api_key = _key_from_env(api_key_env)
+    api_key = api_key_from_env(api_key_env, "--api-key-env")
     options = ServerOptions(port=port, max_lora_rank=max_lora_rank, max_model_len=max_model_len)
     path = resolve_model(model)
     with console.status(f"starting vLLM on {model} (log: {log_dir / LOG_NAME})"):
-        teacher = VLLMTeacher.launch(path, log_dir, options, adapter_sync="hot-load", api_key=api_key)
+        teacher = managed_teacher(path, log_dir, options, adapter_sync="hot-load", api_key=api_key)
     # SIGTERM stops the server as cleanly as Ctrl-C. SIGINT is set explicitly because a process started
     # in the background by a non-interactive shell (`seal teacher serve &` in a script, CI) inherits it
     # ignored, and Python then leaves it ignored: Ctrl-C or `kill -INT` would not stop the server.
@@ -450,10 +426,8 @@ def propose_cmd(
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
 ) -> None:
     """Write self-edits for passages with a teacher into a SEAL-format file, ready for `seal eval-edits`."""
-    from orchestrator.domains.knowledge import KnowledgeDomain, load_passages
-    from orchestrator.models import has_chat_template, resolve_model
-    from orchestrator.progress import Phases
-    from orchestrator.propose import propose_edits, seal_records, write_seal_file
+    from orchestrator.propose import TeacherSource, propose_file
+    from orchestrator.roles import api_key_from_env
     from teacher.base import Sampling
 
     _at_least_one(("--n", n), ("--passages", passages or 1), ("--max-tokens", max_tokens))
@@ -461,43 +435,7 @@ def propose_cmd(
         raise UserError(f"need --temperature >= 0 and 0 < --top-p <= 1, got {temperature} and {top_p}")
     if backend not in ("vllm", "hf"):
         raise UserError(f"--backend must be vllm or hf, got '{backend}'")
-    records = load_passages(data)
-    if passages and passages > len(records):
-        raise UserError(f"--passages {passages}: data file {data} has only {len(records)} passages")
-    chosen = records[:passages] if passages else records
+    source = TeacherSource(model, url, api_key_from_env(api_key_env, "--api-key-env"), served_model, backend)
     sampling = Sampling(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed)
-    # A server at --url is asked in chat; a model here as its tokenizer says (a base model continues a document).
-    domain = KnowledgeDomain(teacher_chat=url is not None or has_chat_template(resolve_model(model)))
-    with console.status(f"starting the teacher ({url or f'{backend}: {model}'})"):
-        teacher = _propose_teacher(model, url, _key_from_env(api_key_env), served_model, backend, out.parent)
-    try:
-        if adapter:
-            teacher.use_adapter(str(adapter))
-        with Phases(console).phase("teacher", len(chosen) * n, "edits") as advance:
-            proposals = propose_edits(teacher, domain, chosen, sampling, advance)
-    finally:
-        teacher.close()
-    meta = {"model": url or model, "adapter": str(adapter) if adapter else None, "dataset_in": str(data),
-            "dataset_out": str(out), "temperature": temperature, "top_p": top_p, "max_tokens": max_tokens,
-            "n": n, "seed": seed}
-    write_seal_file(out, seal_records(domain, chosen, proposals), meta)
-    console.print(f"wrote {len(chosen)} passages × {n} self-edits to {out}", highlight=False)
-
-
-def _propose_teacher(
-    model: str, url: str | None, api_key: str | None, served_model: str | None, backend: str, log_dir: Path
-) -> Any:
-    from orchestrator.models import resolve_model
-
-    if url:
-        from teacher.vllm_server import VLLMTeacher
-
-        return VLLMTeacher.attach(url, api_key or "EMPTY", model=served_model)
-    path = resolve_model(model)
-    if backend == "hf":
-        from teacher.hf import HFTeacher
-
-        return HFTeacher(path)
-    from teacher.vllm_server import VLLMTeacher
-
-    return VLLMTeacher.launch(path, log_dir)
+    written = propose_file(data, out, source, sampling, passages, adapter, console)
+    console.print(f"wrote {written} passages × {n} self-edits to {out}", highlight=False)

@@ -34,7 +34,7 @@ from orchestrator.config import Mode, SealConfig, with_overrides
 from orchestrator.domains.knowledge import Metric
 from orchestrator.domains.knowledge import tau as knowledge_tau
 from orchestrator.edits import baseline_key
-from orchestrator.journal import JOURNAL, Journal, read_journal
+from orchestrator.journal import JOURNAL, Journal, read_journal, trained_adapter
 from orchestrator.report import RoundRow, modes_table, plot_modes, round_rows
 from orchestrator.session import prepare_run_dir
 from student.messages import StudentReport, from_dict
@@ -131,7 +131,7 @@ def held_out(
     out = []
     for evaluation in evaluations:
         k, contexts = evaluation["round"], list(evaluation["per_context"])
-        base = evaluation["adapter"] if mode == "single-model" else None
+        base = trained_adapter(records, k) if mode == "single-model" else None
         runs = {cid: [_edit_jobs(e, reports) for e in edits[k, cid]] for cid in contexts}
         tau = {m: {cid: mean(_edit_tau(jobs, m) for jobs in runs[cid]) for cid in contexts} for m in metrics}
         baseline = {m: {cid: knowledge_tau(reports[baseline_key(base, cid)], m) for cid in contexts}

@@ -20,10 +20,11 @@ from orchestrator.config import load_config
 from orchestrator.domains import load_contexts
 from orchestrator.domains.base import Domain
 from orchestrator.edits import one_edit_each, parse
-from orchestrator.journal import CONFIG, JOURNAL, RunDirError, read_journal
+from orchestrator.journal import CONFIG, JOURNAL, RunDirError, read_journal, trained_adapter
 from orchestrator.models import resolve_model
+from orchestrator.roles import build_pool, build_teacher, teacher_api_key
 from orchestrator.seeds import derive_seed
-from orchestrator.session import RunError, build_pool, build_teacher, check_inputs, run_domain, teacher_api_key
+from orchestrator.session import RunError, check_inputs, run_domain
 from student.messages import TrainJob, TrainReport
 
 
@@ -78,10 +79,10 @@ def distill(
 
 
 def last_adapter(run_dir: Path) -> str:
-    ends = [r for r in read_journal(run_dir / JOURNAL) if r["type"] == "mstep_end" and r["adapter"]]
-    if not ends:
+    adapter = trained_adapter(read_journal(run_dir / JOURNAL))
+    if adapter is None:
         raise RunDirError(f"{run_dir} has no trained teacher adapter yet: let `seal run` finish a round")
-    return max(ends, key=lambda r: r["round"])["adapter"]
+    return adapter.path
 
 
 def _save_edits(path: Path, domain: Domain[Any], corpus: list[Any], edits: list[str]) -> None:

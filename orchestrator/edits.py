@@ -22,24 +22,42 @@ import hashlib
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from statistics import mean
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from orchestrator.config import SamplingConfig
 from orchestrator.domains.base import Domain, ParsedEdit, ParseFailure, Purpose
+from orchestrator.journal import Journal, TeacherAdapter
+from orchestrator.progress import Phases
 from orchestrator.seeds import derive_seed
 from orchestrator.selection import Scored
-from student.messages import StudentJob, StudentReport, TrainingExample, TrainSpec, to_dict
+from student.messages import LoRASpec, StudentJob, StudentReport, TrainingExample, TrainSpec, to_dict
+from student.pool import Pool
 from teacher.base import Sampling, Teacher, TeacherPrompt
-
-if TYPE_CHECKING:
-    from orchestrator.session import Session
 
 Phase = Literal["train", "eval"]
 PHASE_NAMES = {"train": "E-step", "eval": "held-out"}
 PURPOSES: dict[Phase, Purpose] = {"train": "reward", "eval": "tau"}
 CONTEXTS_PER_CALL = 16  # contexts per teacher call: 48 sequences at M=3, within HFTeacher's batch of 64
+
+
+@dataclass(frozen=True)
+class EditWork:
+    """Everything one phase of self-edits uses, passed in whole (the loop builds it per round,
+    `Session.edit_work`): who writes them, who applies them and on which base, the settings, and the
+    journal that records every result before it is used."""
+
+    domain: Domain[Any]
+    teacher: Teacher
+    pool: Pool
+    journal: Journal
+    phases: Phases
+    seed: int  # the run's
+    sampling: SamplingConfig
+    lora: LoRASpec
+    train: TrainSpec
+    student_base: TeacherAdapter | None  # the adapter students adapt (single-model), None: the base model
+    stream: bool  # students start on a context's edits as soon as they are written (the placement says)
 
 
 @dataclass(frozen=True)
@@ -53,35 +71,35 @@ class Edit:
 
 
 def sample_and_apply(
-    s: Session, phase: Phase, round_: int, contexts: Sequence[Any], m: int, repeats: int
+    w: EditWork, phase: Phase, round_: int, contexts: Sequence[Any], m: int, repeats: int
 ) -> tuple[list[Edit], list[Scored]]:
     """M self-edits per context and their rewards. Streamed where the placement says the teacher and the
     students do not compete for devices (DESIGN §7): each context's jobs go to the pool as soon as its
     edits are written, so students work while the teacher writes. Otherwise the teacher writes every
     edit first. Both compute the same seeded jobs, so they journal the same edits, reports and rewards."""
-    if not s.inputs.placement.stream:
-        edits = sample_edits(s, phase, round_, contexts, m)
-        return edits, apply_edits(s, phase, round_, edits, repeats)
+    if not w.stream:
+        edits = sample_edits(w, phase, round_, contexts, m)
+        return edits, apply_edits(w, phase, round_, edits, repeats)
     edits: list[Edit] = []
 
     def written() -> Iterator[tuple[StudentJob, Any]]:
         for batch in teacher_calls(contexts):
-            new = batch_edits(s, phase, round_, batch, m)
+            new = batch_edits(w, phase, round_, batch, m)
             edits.extend(new)
-            yield from _pending(s, phase, new, repeats)
+            yield from _pending(w, phase, new, repeats)
 
     most = len(contexts) * (1 + m * repeats)  # journaled jobs and unusable edits have none
-    _run(s, phase, written(), f"round {round_} · {PHASE_NAMES[phase]} · teacher → students", most)
-    return edits, _scored(s, phase, round_, edits, repeats)
+    _run(w, phase, written(), f"round {round_} · {PHASE_NAMES[phase]} · teacher → students", most)
+    return edits, _scored(w, phase, round_, edits, repeats)
 
 
-def sample_edits(s: Session, phase: Phase, round_: int, contexts: Sequence[Any], m: int) -> list[Edit]:
+def sample_edits(w: EditWork, phase: Phase, round_: int, contexts: Sequence[Any], m: int) -> list[Edit]:
     """M self-edits per context, read back from the journal or sampled and journaled."""
     edits = []
     description = f"round {round_} · {PHASE_NAMES[phase]} · teacher"
-    with s.phases.phase(description, len(contexts), "contexts") as done:
+    with w.phases.phase(description, len(contexts), "contexts") as done:
         for batch in teacher_calls(contexts):
-            edits += batch_edits(s, phase, round_, batch, m)
+            edits += batch_edits(w, phase, round_, batch, m)
             done(len(batch))
     return edits
 
@@ -91,43 +109,43 @@ def teacher_calls(contexts: Sequence[Any]) -> list[Sequence[Any]]:
     return [contexts[i : i + CONTEXTS_PER_CALL] for i in range(0, len(contexts), CONTEXTS_PER_CALL)]
 
 
-def batch_edits(s: Session, phase: Phase, round_: int, contexts: Sequence[Any], m: int) -> list[Edit]:
+def batch_edits(w: EditWork, phase: Phase, round_: int, contexts: Sequence[Any], m: int) -> list[Edit]:
     """These contexts' M self-edits each, read back from the journal, or sampled in one teacher call and
     journaled. A batch is journaled whole, so a part of one is found only in a run journaled per context
     by an earlier version: its recorded edits are kept and the batch's sample fills in the rest."""
-    cids = [s.domain.context_id(c) for c in contexts]
+    cids = [w.domain.context_id(c) for c in contexts]
     keys = [[f"{phase}/r{round_}/{cid}/e{i}" for i in range(m)] for cid in cids]
-    records = [[s.journal.get("edit", key) for key in row] for row in keys]
+    records = [[w.journal.get("edit", key) for key in row] for row in keys]
     if any(None in row for row in records):
-        seed = derive_seed(s.seed, "teacher", phase, round_, *cids)
-        records = _propose(s, contexts, keys, records, seed, {"phase": phase, "round": round_})
-    return [_edit(s.domain, context, cid, r, s.cfg.student.train)
+        seed = derive_seed(w.seed, "teacher", phase, round_, *cids)
+        records = _propose(w, contexts, keys, records, seed, {"phase": phase, "round": round_})
+    return [_edit(w.domain, context, cid, r, w.train)
             for context, cid, row in zip(contexts, cids, records, strict=True) for r in row]
 
 
 def _propose(
-    s: Session, contexts: Sequence[Any], keys: list[list[str]], known: list[list[dict[str, Any] | None]],
+    w: EditWork, contexts: Sequence[Any], keys: list[list[str]], known: list[list[dict[str, Any] | None]],
     seed: int, place: dict[str, Any],
 ) -> list[list[dict[str, Any]]]:
-    prompts = [s.domain.teacher_prompt(context) for context in contexts]
-    sp = s.cfg.teacher.sampling
+    prompts = [w.domain.teacher_prompt(context) for context in contexts]
+    sp = w.sampling
     sampling = Sampling(
         n=len(keys[0]), temperature=sp.temperature, top_p=sp.top_p, max_tokens=sp.max_tokens, seed=seed
     )
     records = []
-    proposed = s.teacher.propose(prompts, sampling)
+    proposed = w.teacher.propose(prompts, sampling)
     for context, prompt, row, have, proposals in zip(contexts, prompts, keys, known, proposed, strict=True):
         for i, (key, had, proposal) in enumerate(zip(row, have, proposals, strict=True)):
             if had is not None:
                 continue
-            parsed = parse(s.domain, context, proposal.text, s.cfg.student.train)
+            parsed = parse(w.domain, context, proposal.text, w.train)
             records.append(("edit", key, {
-                **place, "context_id": s.domain.context_id(context), "edit": i,
+                **place, "context_id": w.domain.context_id(context), "edit": i,
                 "prompt_hash": prompt_hash(prompt), "text": proposal.text, "tokens": proposal.tokens,
                 "finish_reason": proposal.finish_reason,
                 "parse_error": parsed if isinstance(parsed, str) else None,
             }))
-    written = iter(s.journal.append_many(records))
+    written = iter(w.journal.append_many(records))
     return [[r if r is not None else next(written) for r in row] for row in known]
 
 
@@ -168,36 +186,36 @@ def prompt_hash(prompt: TeacherPrompt) -> str:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def apply_edits(s: Session, phase: Phase, round_: int, edits: Sequence[Edit], repeats: int) -> list[Scored]:
+def apply_edits(w: EditWork, phase: Phase, round_: int, edits: Sequence[Edit], repeats: int) -> list[Scored]:
     """Each usable edit applied `repeats` times (a fresh seeded LoRA each), plus each context's
     baseline; an edit's reward is its mean τ over the repeats."""
-    pending = _pending(s, phase, edits, repeats)
+    pending = _pending(w, phase, edits, repeats)
     if pending:
-        _run(s, phase, pending, f"round {round_} · {PHASE_NAMES[phase]} · students", len(pending))
-    return _scored(s, phase, round_, edits, repeats)
+        _run(w, phase, pending, f"round {round_} · {PHASE_NAMES[phase]} · students", len(pending))
+    return _scored(w, phase, round_, edits, repeats)
 
 
-def _pending(s: Session, phase: Phase, edits: Sequence[Edit], repeats: int) -> list[tuple[StudentJob, Any]]:
+def _pending(w: EditWork, phase: Phase, edits: Sequence[Edit], repeats: int) -> list[tuple[StudentJob, Any]]:
     """The edits' jobs not journaled yet, each with its context: `repeats` per usable edit, and one
     baseline per context."""
-    base = s.student_base()
+    base = w.student_base
     jobs: dict[str, tuple[StudentJob, Any]] = {}
     for e in edits:
         baseline = baseline_key(base, e.context_id)
-        jobs.setdefault(baseline, (_job(s, phase, baseline, e.context, None), e.context))
+        jobs.setdefault(baseline, (_job(w, phase, baseline, e.context, None), e.context))
         for r in range(repeats if e.parsed else 0):
             job_id = f"{e.key}/s{r}"
-            seed = derive_seed(s.seed, "student", job_id)
-            jobs[job_id] = (_job(s, phase, job_id, e.context, e.parsed, seed), e.context)
-    return [(job, ctx) for job_id, (job, ctx) in jobs.items() if s.journal.get("report", job_id) is None]
+            seed = derive_seed(w.seed, "student", job_id)
+            jobs[job_id] = (_job(w, phase, job_id, e.context, e.parsed, seed), e.context)
+    return [(job, ctx) for job_id, (job, ctx) in jobs.items() if w.journal.get("report", job_id) is None]
 
 
-def _scored(s: Session, phase: Phase, round_: int, edits: Sequence[Edit], repeats: int) -> list[Scored]:
+def _scored(w: EditWork, phase: Phase, round_: int, edits: Sequence[Edit], repeats: int) -> list[Scored]:
     """The edits' rewards from their journaled reports, journaled in turn."""
-    base = s.student_base()
+    base = w.student_base
 
     def score(job_id: str) -> float:
-        return s.journal.get("report", job_id)["score"]  # type: ignore[index]
+        return w.journal.get("report", job_id)["score"]  # type: ignore[index]
 
     scored = [
         Scored(
@@ -206,31 +224,31 @@ def _scored(s: Session, phase: Phase, round_: int, edits: Sequence[Edit], repeat
         )
         for e in edits
     ]
-    s.journal.append_many([
+    w.journal.append_many([
         ("reward", e.key, {"phase": phase, "round": round_, "reward": x.reward, "baseline": x.baseline,
                            "parsed": x.parsed})
-        for e, x in zip(edits, scored, strict=True) if s.journal.get("reward", e.key) is None
+        for e, x in zip(edits, scored, strict=True) if w.journal.get("reward", e.key) is None
     ])
     return scored
 
 
-def _job(s: Session, phase: Phase, job_id: str, context: Any, parsed: ParsedEdit | None, seed: int = 0
+def _job(w: EditWork, phase: Phase, job_id: str, context: Any, parsed: ParsedEdit | None, seed: int = 0
          ) -> StudentJob:
     """A student job; without a parsed edit, the context's baseline (no training, so no seed). Training
     rounds answer as the reward needs, held-out evaluations as τ needs."""
     return StudentJob(
-        job_id=job_id, seed=seed, examples=parsed.examples if parsed else (), probes=s.domain.probes(context),
-        lora=s.cfg.student.lora, train=parsed.train if parsed else s.cfg.student.train,
-        base_adapter=s.student_base(), scoring=s.domain.scoring(PURPOSES[phase]),
+        job_id=job_id, seed=seed, examples=parsed.examples if parsed else (), probes=w.domain.probes(context),
+        lora=w.lora, train=parsed.train if parsed else w.train,
+        base_adapter=w.student_base.path if w.student_base else None, scoring=w.domain.scoring(PURPOSES[phase]),
     )
 
 
-def baseline_key(base: str | None, context_id: str) -> str:
-    """adapters/round-k/teacher → round-k; the fixed student (or the untrained teacher) → base."""
-    return f"baseline/{Path(base).parent.name if base else 'base'}/{context_id}"
+def baseline_key(base: TeacherAdapter | None, context_id: str) -> str:
+    """Round k's adapter → round-k; the fixed student (or the untrained teacher) → base."""
+    return f"baseline/{f'round-{base.round}' if base else 'base'}/{context_id}"
 
 
-def _run(s: Session, phase: Phase, pending: Iterable[tuple[StudentJob, Any]], description: str, total: int) -> None:
+def _run(w: EditWork, phase: Phase, pending: Iterable[tuple[StudentJob, Any]], description: str, total: int) -> None:
     """Run jobs (a list, or a generator the pool reads as workers free up) and journal their reports."""
     context_of: dict[str, Any] = {}
 
@@ -239,10 +257,10 @@ def _run(s: Session, phase: Phase, pending: Iterable[tuple[StudentJob, Any]], de
             context_of[job.job_id] = ctx
             yield job
 
-    with s.phases.phase(description, total, "jobs") as done:
-        for report in s.pool.run(jobs()):
-            score = grade(s.domain, PURPOSES[phase], context_of[report.job_id], report)
-            s.journal.append("report", report.job_id, score=score, report=to_dict(report))
+    with w.phases.phase(description, total, "jobs") as done:
+        for report in w.pool.run(jobs()):
+            score = grade(w.domain, PURPOSES[phase], context_of[report.job_id], report)
+            w.journal.append("report", report.job_id, score=score, report=to_dict(report))
             done(1)
 
 

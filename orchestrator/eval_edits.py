@@ -9,6 +9,7 @@ row is measured on the same passages with the same LoRA seed and rows can be com
 from __future__ import annotations
 
 import dataclasses
+import json
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,8 +20,13 @@ from rich.console import Console
 from rich.table import Table
 
 from orchestrator import evaluate
+from orchestrator.config import SealConfig
+from orchestrator.domains import make_domain
 from orchestrator.domains.knowledge import EDIT_FORMATS, EditFormat, KnowledgeDomain, Passage, load_passages
 from orchestrator.errors import DataError
+from orchestrator.models import resolve_model
+from orchestrator.roles import build_pool
+from orchestrator.session import student_chat
 from student.messages import LoRASpec, StudentReport, TrainSpec, to_dict
 
 
@@ -115,8 +121,31 @@ def results(table: EditTable, **settings: Any) -> dict[str, Any]:
     return data
 
 
-def settings(files: Sequence[EditFile], chosen: Sequence[int], model: str, edit_index: int, seed: int,
-             lora: LoRASpec, train: TrainSpec, domain: KnowledgeDomain) -> dict[str, Any]:
-    return {"data": [str(f.path) for f in files], "formats": [f.edit_format for f in files], "passages": list(chosen),
-            "model": model, "edit_index": edit_index, "seed": seed, "lora": to_dict(lora), "train": to_dict(train),
-            "tau_metric": domain.metric}
+def evaluate_files(
+    cfg: SealConfig, paths: Sequence[Path], edit_format: str, model: str, first: int, sample: int | None, seed: int,
+    edit_index: int, console: Console,
+) -> tuple[EditTable, dict[str, Any]]:
+    """The table for these edit files on `model` (a name, folder or Hub id) with the config's inner loop and
+    pool, and the settings that produced it (for `--out`)."""
+    files = [EditFile(path, edit_format_of(path, edit_format)) for path in paths]
+    loaded = read_edit_files(files)
+    chosen = choose(len(loaded[0]), first, sample, seed)
+    rows = table_rows(files, loaded, chosen, edit_index)
+    student_model = resolve_model(model)
+    domain = make_domain("knowledge", cfg.data.options, chat=student_chat(cfg.student.train, student_model))
+    with console.status(f"starting the {cfg.pool.kind} pool ({model})"):
+        pool = build_pool(cfg, student_model)
+    try:
+        table = measure(pool, domain, [loaded[0][i] for i in chosen], rows, cfg.student.lora, cfg.student.train,
+                        seed, console)
+    finally:
+        pool.close()
+    used = {"data": [str(f.path) for f in files], "formats": [f.edit_format for f in files], "passages": chosen,
+            "model": model, "edit_index": edit_index, "seed": seed, "lora": to_dict(cfg.student.lora),
+            "train": to_dict(cfg.student.train), "tau_metric": domain.metric}
+    return table, used
+
+
+def write_results(out: Path, table: EditTable, used: dict[str, Any]) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results(table, **used), indent=1) + "\n")

@@ -17,18 +17,7 @@ from typing import Any, Literal
 
 import numpy as np
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
-from rich.text import Text
 
 from orchestrator.domains.base import ParsedEdit, ParseFailure
 from orchestrator.domains.knowledge import (
@@ -40,6 +29,7 @@ from orchestrator.domains.knowledge import (
     tau,
 )
 from orchestrator.errors import DataError
+from orchestrator.progress import Phases
 from student.messages import LoRASpec, StudentJob, StudentReport, TrainSpec, to_dict
 
 Training = Literal["none", "passage", "edits"]
@@ -145,29 +135,13 @@ def jobs(cells: Iterable[Cell]) -> list[StudentJob]:
     return [cell.job for cell in cells if cell.job is not None]
 
 
-class _SecondsPerJob(ProgressColumn):
-    def render(self, task: Task) -> Text:
-        if not task.completed or task.elapsed is None:
-            return Text("–.– s/job")
-        return Text(f"{task.elapsed / task.completed:.1f} s/job")
-
-
 def collect(reports: Iterable[StudentReport], total: int, console: Console) -> dict[str, StudentReport]:
     """Drain `reports` (a Student loop, or a pool's stream) under a progress bar; reports by job id."""
     done: dict[str, StudentReport] = {}
-    columns = (
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        _SecondsPerJob(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=console) as progress:
-        task = progress.add_task("student jobs", total=total)
+    with Phases(console).phase("student jobs", total, "jobs") as advance:
         for report in reports:
             done[report.job_id] = report
-            progress.advance(task)
+            advance(1)
     return done
 
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,24 @@ def create_run_dir(path: Path, config_text: str) -> Path:
 
 def adapter_dir(run_dir: Path, round_: int) -> Path:
     return run_dir / "adapters" / f"round-{round_}" / "teacher"
+
+
+@dataclass(frozen=True)
+class TeacherAdapter:
+    """The teacher adapter that round `round` trained, in its folder `path`: a value the loop passes
+    from step to step (the untrained teacher is None), never recovered from the folder's name."""
+
+    round: int
+    path: str
+
+
+def trained_adapter(records: Iterable[dict[str, Any]], through: int | None = None) -> TeacherAdapter | None:
+    """The latest adapter a finished M-step trained in rounds ≤ `through` (any round: None). An M-step
+    that kept nothing trained none: the teacher kept the adapter before it."""
+    ends = [r for r in records if r["type"] == "mstep_end" and not r.get("skipped")
+            and (through is None or r["round"] <= through)]
+    last = max(ends, key=lambda r: r["round"], default=None)
+    return TeacherAdapter(last["round"], last["adapter"]) if last else None
 
 
 class Journal:

@@ -26,12 +26,12 @@ from rich.console import Console
 
 from orchestrator.config import SealConfig
 from orchestrator.edits import sample_and_apply, teacher_example
-from orchestrator.journal import adapter_dir
+from orchestrator.journal import TeacherAdapter, adapter_dir, trained_adapter
 from orchestrator.seeds import derive_seed
 from orchestrator.selection import Scored, select, summarize
 from orchestrator.session import RunError, Session, open_session
 from student.messages import TrainJob, to_dict
-from teacher.base import TeacherPrompt
+from teacher.base import Teacher, TeacherPrompt
 
 
 def main(cfg: SealConfig, resume: bool, console: Console) -> Path:
@@ -45,24 +45,35 @@ def main(cfg: SealConfig, resume: bool, console: Console) -> Path:
 
 
 def run(s: Session) -> None:
+    adapter: TeacherAdapter | None = None  # what the teacher generates with: none yet
     for k in range(s.cfg.run.rounds + 1):
         if s.journal.get("evaluation", f"r{k}"):
             continue  # finished before a restart
-        s.use_adapter(adapter_after(s, k - 1))
+        adapter = switch(s.teacher, adapter, trained_adapter(s.journal.records, k - 1))
         if k > 0:
-            run_round(s, k)
-        evaluate(s, k)
+            adapter = switch(s.teacher, adapter, run_round(s, k, adapter))
+        evaluate(s, k, adapter)
 
 
-def run_round(s: Session, k: int) -> None:
+def run_round(s: Session, k: int, adapter: TeacherAdapter | None) -> TeacherAdapter | None:
+    """Round k from the teacher with `adapter`; returns the teacher's adapter after it."""
     # E-step: sample self-edits, apply each with a student, reward against the baseline.
     contexts = s.train_contexts(k)
-    edits, scored = sample_and_apply(s, "train", k, contexts, s.cfg.teacher.sampling.n, s.cfg.student.eval_times)
+    edits, scored = sample_and_apply(s.edit_work(adapter), "train", k, contexts, s.cfg.teacher.sampling.n,
+                                     s.cfg.student.eval_times)
     kept_keys = _selection(s, k, scored, [e.key for e in edits])
 
-    # M-step: SFT the teacher on (its prompt → each kept edit); generate with the new adapter from now on.
+    # M-step: SFT the teacher on (its prompt → each kept edit).
     pairs = [(s.domain.teacher_prompt(e.context), e.text) for e in edits if e.key in kept_keys]
-    s.use_adapter(m_step(s, k, pairs))
+    return m_step(s, k, pairs, adapter)
+
+
+def switch(teacher: Teacher, current: TeacherAdapter | None, new: TeacherAdapter | None) -> TeacherAdapter | None:
+    """Generate with `new` from now on. Loading an adapter costs a merge (HF) or a server restart (vLLM
+    merge-restart), so only a change is loaded."""
+    if new != current:
+        teacher.use_adapter(new.path if new else None)
+    return new
 
 
 def _selection(s: Session, k: int, scored: list[Scored], keys: list[str]) -> set[str]:
@@ -76,21 +87,23 @@ def _selection(s: Session, k: int, scored: list[Scored], keys: list[str]) -> set
     return set(record["kept"])
 
 
-def m_step(s: Session, k: int, pairs: list[tuple[TeacherPrompt, str]]) -> str | None:
-    """Train round k's teacher adapter and return its folder; with nothing kept, the teacher stays."""
+def m_step(s: Session, k: int, pairs: list[tuple[TeacherPrompt, str]], adapter: TeacherAdapter | None
+           ) -> TeacherAdapter | None:
+    """Train round k's teacher adapter (from `adapter`, or from scratch: run.restem_init) and return it;
+    with nothing kept, the teacher keeps `adapter`."""
     done = s.journal.get("mstep_end", f"r{k}")
     if done:
-        return done["adapter"]
+        return adapter if done.get("skipped") else TeacherAdapter(k, done["adapter"])
     if not pairs:
-        s.journal.append("mstep_end", f"r{k}", round=k, adapter=s.adapter, skipped=True)
-        return s.adapter
+        s.journal.append("mstep_end", f"r{k}", round=k, adapter=adapter.path if adapter else None, skipped=True)
+        return adapter
     out = adapter_dir(s.run_dir, k)
     shutil.rmtree(out, ignore_errors=True)  # an M-step cut short by a crash left it half-written
     job = TrainJob(
         job_id=f"mstep/r{k}", seed=derive_seed(s.seed, "mstep", k), output_dir=str(out),
         lora=s.cfg.restem.lora, examples=tuple(teacher_example(prompt, edit) for prompt, edit in pairs),
         train=s.cfg.restem.train.spec(chat=not isinstance(pairs[0][0], str)),
-        init_adapter=s.adapter if s.cfg.run.restem_init == "previous" else None,
+        init_adapter=adapter.path if adapter and s.cfg.run.restem_init == "previous" else None,
     )
     s.journal.append("mstep_start", f"r{k}", round=k, examples=len(pairs), init_adapter=job.init_adapter)
     with s.phases.phase(f"round {k} · M-step · teacher SFT", 1, "jobs") as advance:
@@ -101,24 +114,20 @@ def m_step(s: Session, k: int, pairs: list[tuple[TeacherPrompt, str]]) -> str | 
     s.journal.append("mstep_end", f"r{k}", round=k, adapter=report.adapter_dir, report=to_dict(report))
     s.metrics.log(k, {"mstep/loss": report.epoch_losses[-1] if report.epoch_losses else 0.0,
                       "mstep/examples": len(pairs)})
-    return report.adapter_dir
+    return TeacherAdapter(k, report.adapter_dir)
 
 
-def evaluate(s: Session, k: int) -> None:
-    """Held-out τ: the teacher writes edits for contexts it never trains on; students apply them."""
-    _, scored = sample_and_apply(s, "eval", k, s.inputs.eval, s.cfg.eval.edits, s.cfg.eval.repeats)
+def evaluate(s: Session, k: int, adapter: TeacherAdapter | None) -> None:
+    """Held-out τ: the teacher (with `adapter`) writes edits for contexts it never trains on; students
+    apply them."""
+    _, scored = sample_and_apply(s.edit_work(adapter), "eval", k, s.inputs.eval, s.cfg.eval.edits,
+                                 s.cfg.eval.repeats)
     contexts = dict.fromkeys(x.context_id for x in scored)
     per_context = {cid: mean(x.reward for x in scored if x.context_id == cid) for cid in contexts}
     baselines = {x.context_id: x.baseline for x in scored}
     tau, baseline = mean(per_context.values()), mean(baselines.values())
     parse_failures = mean(0.0 if x.parsed else 1.0 for x in scored)
     s.journal.append("evaluation", f"r{k}", round=k, tau=tau, baseline_tau=baseline, per_context=per_context,
-                     baselines=baselines, parse_failures=parse_failures, adapter=s.adapter)
+                     baselines=baselines, parse_failures=parse_failures, adapter=adapter.path if adapter else None)
     s.metrics.log(k, {"eval/tau": tau, "eval/baseline_tau": baseline, "eval/parse_failures": parse_failures})
     s.console.print(f"round {k}: held-out τ = {tau:.3f} (baseline {baseline:.3f})", highlight=False)
-
-
-def adapter_after(s: Session, k: int) -> str | None:
-    """The teacher adapter at the end of round k: the last finished M-step's (none before round 1)."""
-    ends = [r for r in s.journal.of_type("mstep_end") if r["round"] <= k]
-    return max(ends, key=lambda r: r["round"])["adapter"] if ends else None

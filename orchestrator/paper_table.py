@@ -27,7 +27,8 @@ from orchestrator.domains.knowledge import KnowledgeDomain, Passage
 from orchestrator.edits import one_edit_each
 from orchestrator.judge import Judge, Question, parse_target
 from orchestrator.models import seal_home
-from orchestrator.session import Inputs, build_pool, build_teacher, teacher_api_key
+from orchestrator.roles import attached_teacher, build_pool, build_teacher, teacher_api_key
+from orchestrator.session import Inputs
 from student.messages import ProbeResult, StudentJob, StudentReport
 from teacher.base import Teacher
 
@@ -139,10 +140,7 @@ def _judge(target: str) -> Judge:
 
 
 def _external(target: str) -> Teacher:
-    from teacher.vllm_server import VLLMTeacher
-
     url, model = parse_target(target)
-    key = os.environ.get("SEAL_EXTERNAL_API_KEY") or os.environ.get("OPENAI_API_KEY") or "EMPTY"
-    return VLLMTeacher.attach(url, key, model=model)
+    return attached_teacher(url, os.environ.get("SEAL_EXTERNAL_API_KEY") or os.environ.get("OPENAI_API_KEY"), model)
 
 

@@ -1,7 +1,7 @@
 """Rich progress for the loop's long phases: what runs, done/total, rate and ETA.
 
-One bar per phase (teacher sampling, student jobs, M-step). When the phase ends, a one-line summary
-stays on screen (and in logs, where no live bar is drawn).
+One bar per phase (teacher sampling, student jobs, M-step, a table's jobs): every long loop in seal draws
+this one. When the phase ends, a one-line summary stays on screen (and in logs, where no live bar is drawn).
 """
 
 from __future__ import annotations
@@ -26,10 +26,15 @@ from rich.text import Text
 
 
 class RateColumn(ProgressColumn):
+    """Units per second, or seconds per unit when each takes longer than a second (a student job)."""
+
     def render(self, task: Task) -> Text:
         speed = task.finished_speed or task.speed
         unit = task.fields.get("unit", "")
-        return Text(f"{speed:.2f} {unit}/s" if speed else f"– {unit}/s", style="progress.data.speed")
+        if not speed:
+            return Text(f"– {unit}/s", style="progress.data.speed")
+        text = f"{speed:.2f} {unit}/s" if speed >= 1 else f"{1 / speed:.1f} s per {unit.removesuffix('s')}"
+        return Text(text, style="progress.data.speed")
 
 
 class Phases:

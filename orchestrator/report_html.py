@@ -40,7 +40,7 @@ from orchestrator.edits import PHASE_NAMES, baseline_key
 from orchestrator.errors import DataError, read_user_json
 from orchestrator.eval_edits import EditFile
 from orchestrator.evaluate import Estimate
-from orchestrator.journal import CONFIG, JOURNAL, read_journal
+from orchestrator.journal import CONFIG, JOURNAL, TeacherAdapter, read_journal, trained_adapter
 from orchestrator.report import RoundRow, gains_over_round_0, per_context, round_rows
 
 Record = dict[str, Any]
@@ -334,8 +334,8 @@ def _job(record: Record, questions: Mapping[str, tuple[str, str]]) -> Job:
     return Job(record["key"], record.get("score"), report.get("ok", False), report.get("error"), answers, seconds)
 
 
-def _baseline(latest: Mapping[tuple[str, str], Record], base: str | None, cid: str, questions: Mapping[str, Any]
-              ) -> Job | None:
+def _baseline(latest: Mapping[tuple[str, str], Record], base: TeacherAdapter | None, cid: str,
+              questions: Mapping[str, Any]) -> Job | None:
     """The context's student without an edit, on `base` (the adapter single-model students adapt)."""
     record = latest.get(("report", baseline_key(base, cid)))
     return _job(record, questions.get(cid, {})) if record else None
@@ -382,7 +382,7 @@ def _train_rounds(
     rounds = []
     for k, by_context in sorted(_grouped(latest, "train").items()):
         selection = latest.get(("selection", f"r{k}"))
-        base = _adapter_after(latest, k - 1) if mode == "single-model" else None
+        base = trained_adapter(latest.values(), k - 1) if mode == "single-model" else None
         rows = tuple(
             TrainContext(_context(cid, contexts), tuple(sorted((edits[key] for key in keys), key=lambda e: e.index)),
                          _baseline(latest, base, cid, questions))
@@ -407,7 +407,7 @@ def _held_out(
             if cid not in by_round[k]:
                 continue
             evaluation = evaluations.get(k, {})
-            base = evaluation.get("adapter", _adapter_after(latest, k)) if mode == "single-model" else None
+            base = trained_adapter(latest.values(), k) if mode == "single-model" else None
             columns.append(Column(
                 label=f"round {k}", round=k, tau=evaluation.get("per_context", {}).get(cid),
                 edits=tuple(sorted((edits[key] for key in by_round[k][cid]), key=lambda e: e.index)),
@@ -415,12 +415,6 @@ def _held_out(
             ))
         out.append(HeldOutContext(_context(cid, contexts), tuple(columns)))
     return tuple(out)
-
-
-def _adapter_after(latest: Mapping[tuple[str, str], Record], k: int) -> str | None:
-    """The teacher adapter after round k (loop.adapter_after, from records): for an evaluation in progress."""
-    ends = [r for (kind, _), r in latest.items() if kind == "mstep_end" and r["round"] <= k]
-    return max(ends, key=lambda r: r["round"])["adapter"] if ends else None
 
 
 # --- numbers with intervals -------------------------------------------------------------------------------

@@ -3,8 +3,10 @@
 `check_inputs` builds the domain, loads and splits the contexts, resolves the models and places the roles
 on the GPUs: any mistake there is a one-line `ConfigError` (or the domain's `DataError`, or a `ModelError`)
 and the run directory is not touched. Only then does `open_session` create or resume the run directory,
-start the teacher and the student pool where the placement says. The session is what loop.py passes
-around; it holds no algorithm.
+start the teacher and the student pool where the placement says (orchestrator/roles.py). The session is
+what loop.py passes around: what stays fixed for the whole run. It holds no algorithm and nothing that
+changes between rounds: the teacher's adapter is a value the loop passes from step to step, and the
+E-step gets its inputs whole (`edit_work`), not the session.
 """
 
 from __future__ import annotations
@@ -22,13 +24,15 @@ from rich.console import Console
 from orchestrator.config import ConfigError, SealConfig, config_toml, diff, load_config, package_versions
 from orchestrator.domains import DomainOptionError, load_contexts, make_domain
 from orchestrator.domains.base import Domain
+from orchestrator.edits import EditWork
 from orchestrator.errors import DataError
-from orchestrator.journal import CONFIG, JOURNAL, Journal, RunDirError, create_run_dir
+from orchestrator.journal import CONFIG, JOURNAL, Journal, RunDirError, TeacherAdapter, create_run_dir
 from orchestrator.metrics import MetricsSink, make_tracker
 from orchestrator.model_shape import attention_heads
 from orchestrator.models import has_chat_template, resolve_model
-from orchestrator.placement import Placement, place
+from orchestrator.placement import Placement
 from orchestrator.progress import Phases
+from orchestrator.roles import build_pool, build_roles, place_roles, teacher_api_key
 from orchestrator.seeds import round_slice, shuffled
 from orchestrator.selection import Rule
 from student.messages import TrainSpec
@@ -65,7 +69,6 @@ class Session:
     phases: Phases
     metrics: MetricsSink
     console: Console
-    adapter: str | None = None  # the teacher adapter the teacher now generates with
     _trainer: Pool | None = field(default=None, repr=False)
 
     @property
@@ -84,14 +87,15 @@ class Session:
         """Round k's N contexts; consecutive rounds get disjoint ones while the data lasts."""
         return round_slice(self.inputs.train, self.cfg.data.n_train, round_)
 
-    def student_base(self) -> str | None:
-        """single-model: students adapt the current teacher; teacher-student: the fixed student."""
-        return self.adapter if self.cfg.run.mode == "single-model" else None
-
-    def use_adapter(self, adapter: str | None) -> None:
-        if adapter != self.adapter:
-            self.teacher.use_adapter(adapter)
-            self.adapter = adapter
+    def edit_work(self, adapter: TeacherAdapter | None) -> EditWork:
+        """What the E-step and held-out τ need while the teacher generates with `adapter`: single-model
+        students adapt that teacher, teacher-student ones the fixed student."""
+        c = self.cfg
+        return EditWork(
+            domain=self.domain, teacher=self.teacher, pool=self.pool, journal=self.journal, phases=self.phases,
+            seed=c.run.seed, sampling=c.teacher.sampling, lora=c.student.lora, train=c.student.train,
+            student_base=adapter if c.run.mode == "single-model" else None, stream=self.inputs.placement.stream,
+        )
 
     def trainer(self) -> Pool:
         """The pool that runs the teacher's M-step: the student pool when it holds the teacher's weights,
@@ -159,13 +163,6 @@ def student_chat(train: TrainSpec, student_model: str) -> bool:
     return train.chat if train.chat is not None else has_chat_template(student_model)
 
 
-def place_roles(cfg: SealConfig, teacher_heads: int | None = None) -> Placement:
-    """The placement on this machine's visible GPUs; `teacher_heads` checks the tensor-parallel size."""
-    from student.pools.local import visible_gpus
-
-    return place(cfg, visible_gpus("auto"), teacher_heads)
-
-
 def _contexts(cfg: SealConfig, split: str, source: str | None) -> Sequence[Any]:
     try:
         return load_contexts(cfg.data.domain, source, split)  # type: ignore[arg-type]
@@ -208,71 +205,3 @@ def open_session(cfg: SealConfig, resume: bool, console: Console) -> Session:
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
     return Session(cfg, inputs, run_dir, journal, teacher, pool, Phases(console), metrics, console)
-
-
-def build_roles(
-    cfg: SealConfig, inputs: Inputs, run_dir: Path, api_key: str | None, console: Console
-) -> tuple[Teacher, Pool]:
-    """The teacher and the student pool: two of them, or one network when the pool is inline."""
-    placement = inputs.placement
-    for note in placement.notes:
-        console.print(f"note: {note}", highlight=False)
-    if cfg.pool.kind == "inline":
-        from student.pools.inline import InlinePool
-        from teacher.hf import HFTeacher
-
-        with console.status(f"loading {cfg.teacher.model} once for both roles (inline pool)"):
-            pool = InlinePool(inputs.student_model, device=placement.student_device())
-            return HFTeacher(inputs.teacher_model, network=pool.network), pool
-    with console.status(f"starting the teacher ({cfg.teacher.backend}: {cfg.teacher.model})"):
-        teacher = build_teacher(cfg, inputs.teacher_model, run_dir, api_key, placement)
-    try:
-        with console.status(f"starting the student pool ({cfg.pool.kind}, {placement.workers} worker(s))"):
-            pool = build_pool(cfg, inputs.student_model, placement=placement)
-    except BaseException:
-        teacher.close()  # never leave a managed vLLM server behind
-        raise
-    return teacher, pool
-
-
-def teacher_api_key(cfg: SealConfig) -> str | None:
-    env = cfg.teacher.api_key_env
-    if env and env not in os.environ:
-        raise ConfigError(f"teacher.api_key_env: environment variable {env} is not set")
-    return os.environ[env] if env else None
-
-
-def build_teacher(
-    cfg: SealConfig, model: str, run_dir: Path, api_key: str | None, placement: Placement | None = None
-) -> Teacher:
-    """The config's teacher, on the placement's GPUs (none given: placed on this machine now)."""
-    t = cfg.teacher
-    placement = placement or place_roles(cfg)
-    if t.backend == "hf":
-        from teacher.hf import HFTeacher
-
-        return HFTeacher(model, device=placement.teacher_device())
-    from teacher.vllm_server import VLLMTeacher
-
-    if t.backend == "url":
-        return VLLMTeacher.attach(t.url or "", api_key or "EMPTY")
-    from teacher.vllm_process import ServerOptions
-
-    options = placement.server_options(ServerOptions(max_lora_rank=t.max_lora_rank, max_model_len=t.max_model_len))
-    return VLLMTeacher.launch(model, run_dir, options, adapter_sync=t.adapter_sync)
-
-
-def build_pool(cfg: SealConfig, model: str, workers: int | None = None, placement: Placement | None = None) -> Pool:
-    """A pool of students of `model` on the placement's GPUs (none given: placed on this machine now), its
-    first `workers` only if given; for a config whose pool is inline, where no teacher shares it
-    (evaluation, distillation), the in-process pool."""
-    from student.pools import make_pool
-
-    p = cfg.pool
-    placement = placement or place_roles(cfg)
-    kind = "inprocess" if p.kind == "inline" else p.kind
-    workers = workers or placement.workers
-    gpus = placement.ray_node_gpus() if kind == "ray" else placement.student_gpus()[:workers]
-    return make_pool(kind, model, workers=workers, ray_address=p.ray_address, job_timeout=p.job_timeout,
-                     device=placement.student_device(), gpus=gpus if placement.on_gpu else None,
-                     num_gpus_per_worker=placement.ray_gpus_per_actor() if placement.on_gpu else None)

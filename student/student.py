@@ -48,6 +48,7 @@ from student.messages import (
     TrainSpec,
 )
 from student.metrics import score
+from student.precision import bf16_wanted
 from student.sft import SFTResult, prompt_ids, train_lora
 
 EVAL_BATCH = 16  # probes per generate() call
@@ -60,14 +61,15 @@ class Student:
                  stack_base_adapter: bool = False, bf16: bool | None = None) -> None:
         """`model`: a local folder or a Hub id. `device`: "cpu", "cuda", "cuda:N", or None for
         accelerate's choice (a GPU when there is one). `stack_base_adapter`: see the module docstring.
-        `bf16`: None = where the device supports it; False = fp32 throughout (exact comparisons)."""
+        `bf16`: None = where the device supports it, unless SEAL_PRECISION=fp32 (student/precision.py);
+        False = fp32 throughout (exact comparisons)."""
         if threads:
             torch.set_num_threads(threads)
         on_cpu = device == "cpu" or not torch.cuda.is_available()
         self.on_cpu = on_cpu  # then jobs share the cores with other seal processes (student.cores)
         if device and device.startswith("cuda:"):
             torch.cuda.set_device(device)
-        bf16 = _bf16_supported(on_cpu) if bf16 is None else bf16
+        bf16 = bf16_wanted(_bf16_supported(on_cpu)) if bf16 is None else bf16
         self.accelerator = Accelerator(cpu=on_cpu, mixed_precision="bf16" if bf16 else "no")
         self.tokenizer = AutoTokenizer.from_pretrained(model)
         base = AutoModelForCausalLM.from_pretrained(model, dtype=torch.bfloat16 if bf16 else torch.float32)

@@ -16,6 +16,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, StoppingCriteriaList
 
 from student.cores import RebalanceEachStep, computing
+from student.precision import bf16_wanted
 from teacher.adapters import check_adapter
 from teacher.base import Proposal, Sampling, TeacherPrompt
 
@@ -33,10 +34,11 @@ class Network(Protocol):
 
 class HFTeacher:
     def __init__(
-        self, model: str, *, device: str | None = None, dtype: torch.dtype = torch.bfloat16,
+        self, model: str, *, device: str | None = None, dtype: torch.dtype | None = None,
         max_batch_sequences: int = 64, threads: int | None = None, network: Network | None = None,
     ) -> None:
-        """`model`: a folder or Hub id (its tokenizer, and its weights unless `network` is given)."""
+        """`model`: a folder or Hub id (its tokenizer, and its weights unless `network` is given). `dtype`:
+        None = bf16 unless SEAL_PRECISION=fp32 (student/precision.py)."""
         if threads:
             torch.set_num_threads(threads)
         self.tokenizer = AutoTokenizer.from_pretrained(model, padding_side="left")
@@ -45,6 +47,7 @@ class HFTeacher:
         self.network = network
         if network is None:
             self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+            dtype = dtype or (torch.bfloat16 if bf16_wanted(True) else torch.float32)
             self.model: Any = AutoModelForCausalLM.from_pretrained(model, dtype=dtype).to(self.device).eval()
         else:
             self.device, self.model = network.device, network

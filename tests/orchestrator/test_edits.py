@@ -1,11 +1,16 @@
-"""The E-step's two halves (orchestrator/edits.py). Streamed: on a CPU, a run whose self-edits go to the
-students as soon as they are written journals the same edits, reports, rewards, selection and τ as the
-sequential run under the same seeds; only the order of the journal's lines differs. Batched: the teacher
-writes for several contexts per call, and a run cut between two calls resumes to the same edits."""
+"""The E-step's two halves (orchestrator/edits.py). On their own: given a teacher, a pool and a journal
+file (no run directory, no session), they sample M edits per context, grade them against the baseline of
+the base they are told, and read everything back instead of recomputing it. Streamed: on a CPU, a run
+whose self-edits go to the students as soon as they are written journals the same edits, reports, rewards,
+selection and τ as the sequential run under the same seeds; only the order of the journal's lines
+differs. Batched: the teacher writes for several contexts per call, and a run cut between two calls
+resumes to the same edits."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +19,10 @@ from rich.console import Console
 
 from orchestrator import edits, loop
 from orchestrator.config import SealConfig, config_toml
-from orchestrator.journal import CONFIG, JOURNAL, read_journal
+from orchestrator.journal import CONFIG, JOURNAL, Journal, TeacherAdapter, read_journal
+from orchestrator.progress import Phases
+from orchestrator.roles import build_pool, build_teacher
+from orchestrator.session import check_inputs
 
 # What each record type decides; times and the workers' timings are left out.
 OUTCOMES = {"edit": ("text",), "report": ("score",), "reward": ("reward", "baseline", "parsed"),
@@ -23,6 +31,57 @@ OUTCOMES = {"edit": ("text",), "report": ("score",), "reward": ("reward", "basel
 
 def outcomes(records: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
     return {(r["type"], r["key"]): {f: r[f] for f in OUTCOMES[r["type"]]} for r in records if r["type"] in OUTCOMES}
+
+
+@pytest.fixture
+def work(tiny_config: Any, tmp_path: Path) -> Iterator[tuple[edits.EditWork, list[Any]]]:
+    """The tiny model as teacher and in-process student, a journal file and no run directory; with two
+    training contexts."""
+    cfg: SealConfig = tiny_config(tmp_path, "unused")
+    inputs = check_inputs(cfg)
+    teacher = build_teacher(cfg, inputs.teacher_model, tmp_path, None, inputs.placement)
+    pool = build_pool(cfg, inputs.student_model, placement=inputs.placement)
+    with Journal(tmp_path / JOURNAL) as journal:
+        yield edits.EditWork(
+            domain=inputs.domain, teacher=teacher, pool=pool, journal=journal, phases=Phases(Console(quiet=True)),
+            seed=cfg.run.seed, sampling=cfg.teacher.sampling, lora=cfg.student.lora, train=cfg.student.train,
+            student_base=None, stream=False,
+        ), inputs.train[:2]
+    pool.close()
+    teacher.close()
+    assert not cfg.run_dir.exists()
+
+
+def test_the_e_step_samples_grades_and_reads_back(work: tuple[edits.EditWork, list[Any]]) -> None:
+    w, contexts = work
+    written = edits.sample_edits(w, "train", 1, contexts, 2)
+    assert [e.key for e in written] == [f"train/r1/{w.domain.context_id(c)}/e{i}" for c in contexts for i in (0, 1)]
+    scored = edits.apply_edits(w, "train", 1, written, 1)
+    assert [(x.context_id, x.edit) for x in scored] == [(e.context_id, e.index) for e in written]
+    for e, x in zip(written, scored, strict=True):
+        report = w.journal.get("report", f"{e.key}/s0")
+        assert (report is None) == (e.parsed is None)  # an unusable edit runs no job...
+        assert x.reward == (report["score"] if report else 0.0)  # ...and scores 0
+        assert x.baseline == w.journal.get("report", f"baseline/base/{e.context_id}")["score"]  # type: ignore[index]
+    records = len(w.journal.records)
+    assert edits.sample_edits(w, "train", 1, contexts, 2) == written  # read back: no second sample
+    assert edits.apply_edits(w, "train", 1, written, 1) == scored
+    assert len(w.journal.records) == records  # nothing sampled, run or graded twice
+
+
+def test_students_adapt_the_base_they_are_given(
+    work: tuple[edits.EditWork, list[Any]], make_adapter: Callable[..., str], tiny_model_dir: str, tmp_path: Path
+) -> None:
+    """Single-model: given round 3's adapter, the students' baseline is that adapter's, journaled under its
+    round, and its reward (gold prob) differs from the base model's."""
+    w, contexts = work
+    adapted = dataclasses.replace(w, student_base=TeacherAdapter(3, make_adapter(tiny_model_dir, tmp_path / "a")))
+    cid = w.domain.context_id(contexts[0])
+    for phase_work, k in ((w, 1), (adapted, 4)):
+        edits.apply_edits(phase_work, "train", k, edits.sample_edits(phase_work, "train", k, contexts[:1], 1), 1)
+    on_base = w.journal.get("report", f"baseline/base/{cid}")
+    on_adapter = w.journal.get("report", f"baseline/round-3/{cid}")
+    assert on_base is not None and on_adapter is not None and on_adapter["score"] != on_base["score"]
 
 
 @pytest.mark.parametrize("pool", ["inprocess", "local"])

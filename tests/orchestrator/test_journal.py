@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.journal import Journal, RunDirError, create_run_dir, read_journal
+from orchestrator.journal import Journal, RunDirError, TeacherAdapter, create_run_dir, read_journal, trained_adapter
 
 
 def test_records_read_back_after_reopening(tmp_path: Path) -> None:
@@ -91,3 +91,17 @@ def test_run_directories_are_never_overwritten(tmp_path: Path) -> None:
 def test_read_journal_of_a_missing_run_names_it(tmp_path: Path) -> None:
     with pytest.raises(RunDirError, match="is .* a seal run directory"):
         read_journal(tmp_path / "nope" / "journal.jsonl")
+
+
+def test_the_trained_adapter_is_the_last_m_step_that_trained_one() -> None:
+    """A round whose M-step kept nothing leaves the teacher with the adapter before it; `through` stops at a
+    round (the adapter a round starts with is the one through the round before)."""
+    ends = [{"type": "mstep_end", "key": "r1", "round": 1, "adapter": "/a/round-1/teacher"},
+            {"type": "evaluation", "key": "r1", "round": 1},
+            {"type": "mstep_end", "key": "r2", "round": 2, "adapter": "/a/round-1/teacher", "skipped": True},
+            {"type": "mstep_end", "key": "r3", "round": 3, "adapter": "/a/round-3/teacher"}]
+    assert trained_adapter(ends[:2]) == TeacherAdapter(1, "/a/round-1/teacher")
+    assert trained_adapter(ends[:3]) == TeacherAdapter(1, "/a/round-1/teacher")  # round 2 trained none
+    assert trained_adapter(ends) == TeacherAdapter(3, "/a/round-3/teacher")
+    assert trained_adapter(ends, through=2) == TeacherAdapter(1, "/a/round-1/teacher")
+    assert trained_adapter(ends, through=0) is None and trained_adapter([]) is None

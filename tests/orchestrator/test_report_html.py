@@ -19,7 +19,7 @@ from orchestrator.cli import app
 from orchestrator.config import config_toml, load_config
 from orchestrator.domains.knowledge import KnowledgeDomain, Passage, default_data, load_passages
 from orchestrator.edits import baseline_key
-from orchestrator.journal import JOURNAL, Journal, create_run_dir, read_journal
+from orchestrator.journal import JOURNAL, Journal, TeacherAdapter, create_run_dir, read_journal
 from orchestrator.report_html import phase_times, run_view, write_html
 from student.messages import ProbeResult, StudentReport, to_dict
 
@@ -57,24 +57,26 @@ def fake_run(runs: Path, name: str = "fake", rounds: int = 1, stop_after: str | 
     passages = load_passages(default_data())
     train, held = passages[:2], passages[2:4]
     adapter: str | None = None
+    trained: TeacherAdapter | None = None
     with Journal(run_dir / JOURNAL) as journal:
         journal.append("session", "0", argv=["seal", "run"], pid=1)
         for k in range(rounds + 1):
             if stop_after == f"r{k}:start":
                 return run_dir
             if k > 0:
-                taus = _phase(journal, "train", k, train, adapter if mode == "single-model" else None)
+                taus = _phase(journal, "train", k, train, trained if mode == "single-model" else None)
                 if stop_after == f"r{k}:mstep":
                     return run_dir
                 kept = [key for key in taus if key.endswith("/e0")]
                 journal.append("selection", f"r{k}", round=k, rule="best_of_m", kept=kept)
                 journal.append("mstep_start", f"r{k}", round=k, examples=len(kept), init_adapter=adapter)
                 adapter = str(run_dir / "adapters" / f"round-{k}" / "teacher")
+                trained = TeacherAdapter(k, adapter)
                 journal.append("mstep_end", f"r{k}", round=k, adapter=adapter,
                                report={"job_id": f"mstep/r{k}", "ok": True, "epoch_losses": [1.2, 0.9 - 0.1 * k]})
             if stop_after == f"r{k}:eval":
                 return run_dir
-            taus = _phase(journal, "eval", k, held, adapter if mode == "single-model" else None)
+            taus = _phase(journal, "eval", k, held, trained if mode == "single-model" else None)
             per_context = {key.split("/")[2]: tau for key, tau in taus.items()}
             baselines = dict.fromkeys(per_context, 0.1)
             journal.append("evaluation", f"r{k}", round=k, tau=sum(per_context.values()) / len(per_context),
@@ -83,7 +85,8 @@ def fake_run(runs: Path, name: str = "fake", rounds: int = 1, stop_after: str | 
     return run_dir
 
 
-def _phase(journal: Journal, phase: str, k: int, passages: list[Passage], base: str | None) -> dict[str, float]:
+def _phase(journal: Journal, phase: str, k: int, passages: list[Passage], base: TeacherAdapter | None
+           ) -> dict[str, float]:
     """A phase as edits.py journals it: the edits (M=2 in training, 1 held out), then the baselines' and
     edits' jobs, then the rewards; returns each edit's τ. Passage j's edits score 0.2 + 0.1 k + 0.05 j."""
     taus = {}
