@@ -79,6 +79,9 @@ EDIT_SOURCES: tuple[tuple[str, str, EditFormat], ...] = (  # (row, file in EVAL_
     ("passage + base, long implications", "alternate_prompts/base/base_val_prompt-long.json", "implications-long"),
     ("passage + GPT-4.1 edits", "gpt4_1_val.json", "implications"),
 )
+# The paper's prompt ablation compares the formats of one model's edits: the Qwen base model's, each
+# format against its implications (the first row).
+BASE_MODEL_FORMATS = tuple(EDIT_SOURCES[i][0] for i in (0, 2, 3, 4))
 MODES: tuple[Mode, ...] = ("single-model", "teacher-student")
 GRADER = ("SQuAD-normalised exact match, token F1 and gold-contained of greedy answers (no LLM judge); "
           "mean over passages, 95% percentile bootstrap CI over passages (10,000 resamples); "
@@ -233,11 +236,15 @@ def part1(cfg: SealConfig, out: Path, console: Console, edit_rows: int) -> dict[
                     dict.fromkeys(c.row for c in cells)},
     }
     gains = evaluate.paper_gains(cells, done, seed=cfg.run.seed)
+    ablation = [c for c in cells if c.row in BASE_MODEL_FORMATS]
+    formats = (evaluate.paired_gains(ablation, done, BASE_MODEL_FORMATS[0], seed=cfg.run.seed)
+               if len({c.row for c in ablation}) > 1 else [])
     table = evaluate.results(cells, done, summaries, workers=cfg.pool.workers, student=cfg.student_model,
                              lora=to_dict(cfg.student.lora), train=to_dict(cfg.student.train),
                              edit_index=0, edit_files={n: str(EVAL_DATA / f) for n, f, _ in EDIT_SOURCES},
                              timing=timing)
-    return table | {"paired_gains": [dataclasses.asdict(g) for g in gains]}
+    return table | {"paired_gains": [dataclasses.asdict(g) for g in gains],
+                    "format_gains": [dataclasses.asdict(g) for g in formats]}
 
 
 def job_seconds(reports: Sequence[StudentReport]) -> dict[str, Any]:
@@ -390,7 +397,7 @@ def plot(runs: dict[Mode, dict[str, Any]], references: list[dict[str, Any]], out
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5.4))
     for ax, metric, label in zip(axes, ("f1", "exact_match"), ("token F1", "exact match"), strict=True):
         for i, (mode, run) in enumerate(runs.items()):
             rounds = run["rounds"]
@@ -408,8 +415,9 @@ def plot(runs: dict[Mode, dict[str, Any]], references: list[dict[str, Any]], out
                ylabel="τ, % (95% bootstrap CI)")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylim(0, max(ax.get_ylim()[1], 1.0))
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
+    handles, labels = axes[0].get_legend_handles_labels()  # below both panels: part 1 has many rows
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.04 * (len(labels) + 2) / 3 + 0.02, 1, 1))
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
@@ -516,6 +524,9 @@ def print_tables(result: dict[str, Any], cfg: SealConfig, console: Console) -> d
         gains = _summaries(result["part1"]["paired_gains"])
         console.print(evaluate.render(gains, "Part 1, paired on the same passages: each row minus no adaptation, "
                                              "each edit row minus passage only"))
+        if result["part1"].get("format_gains"):
+            console.print(evaluate.render(_summaries(result["part1"]["format_gains"]),
+                                          "Part 1, the base model's edit formats, paired: each minus implications"))
     runs: dict[Mode, dict[str, Any]] = {}
     if "part2" in result:
         runs = {"single-model": result["part2"]["run"]}

@@ -1,5 +1,5 @@
 """The student's training step, one choice at a time (issue 16, item 1): which attention implementation,
-and whether a job's short sequences are packed into one row.
+whether a job's short sequences are packed into one row, and where the vocabulary projection runs.
 
 The same training batches for every variant: self-edits from SEAL's base_val.json as the inner-loop
 benchmark builds them (each line of the edit under its title, then the passage), through the project's
@@ -12,8 +12,12 @@ losses stay close (bf16), which the table shows beside the speed.
            position ids restarting at each sequence, no attention mask (transformers then keeps
            attention within each sequence itself)
 Attention: `sdpa` (transformers' default: torch's CPU flash kernel), `eager` (plain matmul + softmax).
+Loss: `full` (the model's own: logits at every position), `labelled` (`labelled_loss` below: the
+vocabulary projection and cross-entropy only at positions with a label, i.e. the completions; in fp32 the
+same loss and LoRA gradients to 1e-5, a test while it was tried in student.sft; not adopted, see the README).
 GFLOP/s ≈ 4 × parameters × real tokens / seconds (forward 2, backward through activations 2), beside
-the bf16 matmul peak at the model's own shapes measured in the same run.
+the bf16 matmul peak at the model's own shapes measured in the same run; the labelled loss skips part
+of that work, so its figure is the rate that would do the full loss's work in the same time.
 
     python benchmarks/student_step.py [--edits 4] [--repeats 3]   (10 min)
 """
@@ -36,12 +40,15 @@ from rich.table import Table
 
 from orchestrator.config import StudentConfig
 from orchestrator.models import SMOLLM2, resolve_model
-from student.sft import Encoded, collate, encode, pack
+from student.sft import IGNORE, Encoded, collate, encode, pack
 from student.student import Student
 
 OUT = Path(__file__).parent / "results" / "student_step.json"
-VARIANTS = (("sdpa", False, False), ("eager", False, False), ("sdpa", True, False), ("eager", True, False))
-COMPILED = ("eager", True, True)  # --compile: the best of the above under torch.compile
+Variant = tuple[str, bool, bool, str]  # attention, packed, compiled, loss
+VARIANTS: tuple[Variant, ...] = (("sdpa", False, False, "full"), ("eager", False, False, "full"),
+                                 ("sdpa", True, False, "full"), ("eager", True, False, "full"),
+                                 ("eager", True, False, "labelled"))
+COMPILED: Variant = ("eager", True, True, "full")  # --compile: eager packed under torch.compile
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,7 @@ class Measured:
     attention: str
     packed: bool
     compiled: bool
+    loss: str
     seconds: float  # best of the repeats, all steps
     tokens: int  # real tokens, all steps
     losses: tuple[float, ...]  # first repeat, per step
@@ -63,10 +71,20 @@ def batches(student: Student, edits: int) -> list[list[Encoded]]:
     return out
 
 
-def run(student: Student, data: list[list[Encoded]], variant: tuple[str, bool, bool], epochs: int,
+def labelled_loss(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """`model(**batch).loss` with SmolLM2's vocabulary projection (576 × 49,152) and its fp32 cross-entropy
+    only at positions with a label (one process, inside the caller's autocast)."""
+    labels = batch["labels"][:, 1:]
+    targets = labels != IGNORE
+    hidden = model.get_decoder()(**{k: v for k, v in batch.items() if k != "labels"}).last_hidden_state
+    logits = model.get_output_embeddings()(hidden[:, :-1][targets])
+    return torch.nn.functional.cross_entropy(logits.float(), labels[targets])
+
+
+def run(student: Student, data: list[list[Encoded]], variant: Variant, epochs: int,
         compiled: Any = None) -> Measured:
     """`compiled`: torch.compile of student.model, used for the forward pass of a compiled variant."""
-    attention, packed, use_compiled = variant
+    attention, packed, use_compiled, loss_kind = variant
     model = student.model
     model.set_attn_implementation(attention)
     forward = compiled if use_compiled else model
@@ -81,7 +99,7 @@ def run(student: Student, data: list[list[Encoded]], variant: tuple[str, bool, b
     for _ in range(epochs):
         for batch in inputs:
             with student.accelerator.autocast():
-                loss = forward(**batch).loss
+                loss = forward(**batch).loss if loss_kind == "full" else labelled_loss(model, batch)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
@@ -89,7 +107,7 @@ def run(student: Student, data: list[list[Encoded]], variant: tuple[str, bool, b
             losses.append(loss.item())
     seconds = time.perf_counter() - start
     tokens = epochs * sum(len(e.input_ids) for b in data for e in b)
-    return Measured(attention, packed, use_compiled, seconds, tokens, tuple(losses))
+    return Measured(attention, packed, use_compiled, loss_kind, seconds, tokens, tuple(losses))
 
 
 def shape_peak(hidden: int, ffn: int, rows: int, reps: int = 20) -> float:
@@ -126,7 +144,7 @@ def main() -> None:
     if args.compile:  # compiled once (dynamic shapes: rows differ in length), its first epoch timed apart
         compiled = torch.compile(student.model, dynamic=True)
         compile_s = run(student, data, COMPILED, 1, compiled).seconds
-    runs: dict[tuple[str, bool, bool], list[Measured]] = {v: [] for v in variants}
+    runs: dict[Variant, list[Measured]] = {v: [] for v in variants}
     for _ in range(args.repeats):  # round-robin, so a drift of the machine reaches every variant alike
         for variant in variants:
             runs[variant].append(run(student, data, variant, args.epochs, compiled))
@@ -142,7 +160,8 @@ def main() -> None:
         "settings": {"edits": args.edits, "steps": len(base.losses), "epochs": args.epochs,
                      "repeats": args.repeats, "lora": asdict(StudentConfig().lora)},
         "bf16_peak_gflops_model_shape": peak, "parameters": params, "compiled_first_epoch_s": compile_s,
-        "rows": [{"attention": m.attention, "packed": m.packed, "compiled": m.compiled, "seconds": m.seconds,
+        "rows": [{"attention": m.attention, "packed": m.packed, "compiled": m.compiled, "loss": m.loss,
+                  "seconds": m.seconds,
                   "tokens": m.tokens,
                   "tokens_per_s": m.tokens / m.seconds, "gflops": 4 * params * m.tokens / m.seconds / 1e9,
                   "speedup": base.seconds / m.seconds, "first_loss": m.losses[0],
@@ -151,12 +170,12 @@ def main() -> None:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
-    table = Table("attention", "batch", "tokens/s", "GFLOP/s", "% of peak", "speed-up", "first loss",
+    table = Table("attention", "batch", "loss", "tokens/s", "GFLOP/s", "% of peak", "speed-up", "first loss",
                   "max |Δloss|", title=f"student training step ({result['machine']['cpu']}; bf16 peak at the "
                                        f"model's shapes {peak:.0f} GFLOP/s)")
     for r in result["rows"]:
         attention = r["attention"] + (" (compiled)" if r["compiled"] else "")
-        table.add_row(attention, "packed" if r["packed"] else "padded", f"{r['tokens_per_s']:.0f}",
+        table.add_row(attention, "packed" if r["packed"] else "padded", r["loss"], f"{r['tokens_per_s']:.0f}",
                       f"{r['gflops']:.0f}", f"{100 * r['gflops'] / peak:.0f}%", f"{r['speedup']:.2f}×",
                       f"{r['first_loss']:.4f}", f"{r['max_loss_diff']:.4f}")
     console.print(table)
