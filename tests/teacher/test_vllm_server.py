@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from orchestrator.domains.knowledge import KnowledgeDomain, default_data, load_passages
+from orchestrator.judge import Judge, JudgeError, Question, parse_target
 from student.messages import LoRASpec, TrainingExample, TrainJob, TrainSpec
 from teacher.base import Sampling, TeacherError
 from teacher.vllm_process import ServerOptions, VLLMServer, free_port
@@ -100,6 +101,25 @@ def test_wrong_api_key_is_one_line(vllm_teacher: VLLMTeacher) -> None:
     with pytest.raises(TeacherError, match="rejected the API key \\(401") as e:
         VLLMTeacher.attach(vllm_teacher.server.url, "not-the-key")
     assert "\n" not in str(e.value)
+
+
+def test_the_served_model_judges_answers_as_seal_eval_asks(vllm_teacher: VLLMTeacher, tmp_path: Path) -> None:
+    """`seal eval --judge URL/v1/MODEL` against a real OpenAI-compatible server (this session's vLLM): every
+    answer gets a verdict from the model's reply, an empty one is wrong without asking, verdicts are cached
+    and a second judge answers from the cache alone (with a key the server would refuse). SmolLM2-135M is
+    no judge: which verdicts it gives is not what is tested."""
+    assert vllm_teacher.server is not None
+    url, model = parse_target(f"{vllm_teacher.server.url}/v1/{vllm_teacher.base_name}")
+    cache = tmp_path / "judge-cache.jsonl"
+    ask = "What is the capital of France?"
+    questions = [Question(ask, "Paris", "Paris"), Question(ask, "Paris", "Berlin, on the Spree"),
+                 Question(ask, "Paris", "  ")]
+    verdicts = Judge(url, model, vllm_teacher.server.api_key, cache).grade(questions)
+    assert len(verdicts) == 3 and set(verdicts) <= {0.0, 1.0} and verdicts[2] == 0.0
+    assert len(cache.read_text().splitlines()) == 2  # the empty answer was not asked
+    assert Judge(url, model, "not-the-key", cache).grade(questions) == verdicts
+    with pytest.raises(JudgeError, match=f"judge {re.escape(url)}"):  # one line naming the endpoint
+        Judge(url, model, "not-the-key", tmp_path / "empty.jsonl").grade(questions[:1])
 
 
 def test_every_route_but_health_needs_the_key(vllm_teacher: VLLMTeacher) -> None:

@@ -1,0 +1,201 @@
+"""Faults survived, counted (issue 17, item 4). A tiny seeded `seal run` (a 2-layer random model with
+SmolLM2's tokenizer, 2 rounds, N=2 × M=2, the HF teacher) is run whole once per pool kind, then broken:
+
+  kill after <kind>  SIGKILL to the run's process group right after its journal gains its first record of
+                     that kind (edit, report, reward, selection, mstep_start, mstep_end, evaluation), then
+                     `seal run --resume` with the same command;
+  worker killed      SIGKILL to the local pool's worker while it runs a job; the run goes on by itself;
+  torn last line     a finished run's journal cut in the middle of its last line, then `--resume`.
+
+For each fault: did the run finish, is every held-out evaluation recorded exactly once (none lost, none
+doubled), and are its outcomes (every edit's text, reward and score, the kept edits, τ per round) the
+uninterrupted run's. `SEAL_THREADS=1` so that a resumed computation is bit-identical to an uninterrupted one.
+Not covered here: a full disk while journaling, and the managed vLLM server killed mid-round (a slow test,
+tests/teacher/test_vllm_server.py, restarts it once).
+
+    .venv/bin/python benchmarks/faults.py   (about 8 min on 2 cores; nothing else running)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from orchestrator.journal import JOURNAL, read_journal
+from orchestrator.models import SMOLLM2, resolve_model
+
+OUT = Path(__file__).parent / "results" / "faults.json"
+SEAL = str(Path(sys.executable).parent / "seal")  # the installed command, as a user runs it
+KINDS = ("edit", "report", "reward", "selection", "mstep_start", "mstep_end", "evaluation")
+ROUNDS = 2
+SETTINGS = {"run.rounds": ROUNDS, "data.n_train": 2, "data.n_eval": 2, "teacher.sampling.n": 2,
+            "teacher.sampling.max_tokens": 12, "student.train.epochs": 1, "student.train.max_new_tokens": 4,
+            "restem.train.epochs": 1, "restem.keep_non_improving": True}
+OUTCOMES = {"edit": ("text",), "report": ("score",), "reward": ("reward", "baseline", "parsed"),
+            "selection": ("kept",), "evaluation": ("tau", "baseline_tau")}
+
+
+def tiny_model(out: Path) -> str:
+    """A 2-layer random Llama with SmolLM2's tokenizer and chat template (as the tests' tiny model)."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(SMOLLM2))
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048, tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return str(out)
+
+
+def seal_run(runs: Path, name: str, model: str, pool: str, resume: bool = False) -> subprocess.Popen[bytes]:
+    sets = SETTINGS | {"run.runs_dir": str(runs), "teacher.model": model, "pool.kind": pool,
+                       "pool.workers": 1 if pool == "local" else None}
+    args = [SEAL, "run", "--name", name, "--resume" if resume else "--no-resume"]
+    for key, value in sets.items():
+        if value is not None:
+            args += ["--set", f"{key}={json.dumps(value) if not isinstance(value, str) else value}"]
+    env = os.environ | {"SEAL_THREADS": "1"}
+    return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)  # its own process group: a kill reaches every child
+
+
+def finish(process: subprocess.Popen[bytes]) -> bool:
+    return process.wait() == 0
+
+
+def wait_for(journal: Path, kind: str, process: subprocess.Popen[bytes]) -> bool:
+    """Poll the journal until a record of `kind` is in it; False if the run ended first."""
+    needle = f'"type": "{kind}"'.encode()
+    while process.poll() is None:
+        if journal.exists() and needle in journal.read_bytes():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def pool_workers(pid: int) -> list[int]:
+    """The spawned worker processes among `pid`'s children (not multiprocessing's resource tracker)."""
+    try:
+        kids = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+    return [kid for kid in kids if b"spawn_main" in _cmdline(kid)]
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def outcomes(run_dir: Path) -> dict[str, Any]:
+    """What the run decided, by (type, key): the last record of a key wins, as when the journal is read."""
+    latest = {(r["type"], r["key"]): r for r in read_journal(run_dir / JOURNAL)}
+    return {f"{t}/{k}": {f: r[f] for f in OUTCOMES[t]} for (t, k), r in sorted(latest.items()) if t in OUTCOMES}
+
+
+def verdict(fault: str, run_dir: Path, finished: bool, reference: dict[str, Any], seconds: float,
+            records_at_fault: int) -> dict[str, Any]:
+    records = read_journal(run_dir / JOURNAL) if (run_dir / JOURNAL).exists() else []
+    counts = Counter(r["key"] for r in records if r["type"] == "evaluation")
+    expected = [f"r{k}" for k in range(ROUNDS + 1)]
+    retried = sum(1 for r in records if r["type"] == "report" and r["report"].get("attempt", 1) > 1)
+    return {"fault": fault, "finished": finished, "seconds": seconds, "records_at_fault": records_at_fault,
+            "records_at_end": len(records), "jobs_retried": retried,
+            "evaluations_lost": sum(1 for k in expected if counts[k] == 0),
+            "evaluations_doubled": sum(1 for k in expected if counts[k] > 1),
+            "same_outcomes": finished and outcomes(run_dir) == reference}
+
+
+def lines(journal: Path) -> int:
+    return journal.read_bytes().count(b"\n") if journal.exists() else 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args()
+    console = Console()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="seal-faults-") as tmp:
+        root = Path(tmp)
+        model = tiny_model(root / "tiny-model")
+        runs = root / "runs"
+        references = {}
+        for pool in ("inprocess", "local"):
+            start = time.perf_counter()
+            if not finish(seal_run(runs, f"whole-{pool}", model, pool)):
+                raise SystemExit(f"the uninterrupted {pool} run failed; see {runs / f'whole-{pool}'}")
+            references[pool] = outcomes(runs / f"whole-{pool}")
+            console.print(f"uninterrupted ({pool} pool): {time.perf_counter() - start:.1f} s", highlight=False)
+        for kind in KINDS:
+            name, start = f"kill-{kind}", time.perf_counter()
+            process = seal_run(runs, name, model, "inprocess")
+            reached = wait_for(runs / name / JOURNAL, kind, process)
+            if reached:
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            at_fault = lines(runs / name / JOURNAL)
+            finished = finish(seal_run(runs, name, model, "inprocess", resume=True))
+            rows.append(verdict(f"SIGKILL after the first {kind} record" + ("" if reached else " (never reached)"),
+                                runs / name, finished, references["inprocess"], time.perf_counter() - start,
+                                at_fault))
+            console.print(rows[-1], highlight=False)
+        name, start = "worker-killed", time.perf_counter()
+        process = seal_run(runs, name, model, "local")
+        killed = wait_for(runs / name / JOURNAL, "report", process)
+        workers = pool_workers(process.pid)
+        for worker in workers:  # the pool's worker, mid-way through its next job
+            os.kill(worker, signal.SIGKILL)
+        at_fault = lines(runs / name / JOURNAL)
+        finished = finish(process)
+        rows.append(verdict(f"SIGKILL to the local pool's worker mid-run ({len(workers) if killed else 0} killed)",
+                            runs / name, finished, references["local"], time.perf_counter() - start, at_fault))
+        console.print(rows[-1], highlight=False)
+        name, start = "torn-line", time.perf_counter()
+        finish(seal_run(runs, name, model, "inprocess"))
+        journal = runs / name / JOURNAL
+        data = journal.read_bytes()
+        last = data.rstrip(b"\n").rfind(b"\n") + 1
+        journal.write_bytes(data[: last + (len(data) - last) // 2])  # half of the last record
+        at_fault = lines(journal)
+        finished = finish(seal_run(runs, name, model, "inprocess", resume=True))
+        rows.append(verdict("the journal's last line torn in half", runs / name, finished, references["inprocess"],
+                            time.perf_counter() - start, at_fault))
+        console.print(rows[-1], highlight=False)
+    totals = {"faults": len(rows), "finished": sum(r["finished"] for r in rows),
+              "evaluations_lost": sum(r["evaluations_lost"] for r in rows),
+              "evaluations_doubled": sum(r["evaluations_doubled"] for r in rows),
+              "same_outcomes": sum(r["same_outcomes"] for r in rows)}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"settings": SETTINGS, "rows": rows, "totals": totals}, indent=1) + "\n")
+    table = Table("fault", "journal lines at fault / end", "jobs retried", "run finished", "evaluations lost",
+                  "doubled", "outcomes = uninterrupted", title="faults survived (tiny seeded run, SEAL_THREADS=1)")
+    for r in rows:
+        table.add_row(r["fault"], f"{r['records_at_fault']} / {r['records_at_end']}", str(r["jobs_retried"]),
+                      str(r["finished"]), str(r["evaluations_lost"]), str(r["evaluations_doubled"]),
+                      str(r["same_outcomes"]))
+    console.print(table)
+    console.print(f"totals: {totals}\nwrote {args.out}", highlight=False)
+
+
+if __name__ == "__main__":
+    main()
