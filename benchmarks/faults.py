@@ -35,6 +35,7 @@ from rich.table import Table
 
 from orchestrator.journal import JOURNAL, read_journal
 from orchestrator.models import SMOLLM2, resolve_model
+from orchestrator.prepare import tiny_random_model
 
 OUT = Path(__file__).parent / "results" / "faults.json"
 SEAL = str(Path(sys.executable).parent / "seal")  # the installed command, as a user runs it
@@ -45,23 +46,6 @@ SETTINGS = {"run.rounds": ROUNDS, "data.n_train": 2, "data.n_eval": 2, "teacher.
             "restem.train.epochs": 1, "restem.keep_non_improving": True}
 OUTCOMES = {"edit": ("text",), "report": ("score",), "reward": ("reward", "baseline", "parsed"),
             "selection": ("kept",), "evaluation": ("tau", "baseline_tau")}
-
-
-def tiny_model(out: Path) -> str:
-    """A 2-layer random Llama with SmolLM2's tokenizer and chat template (as the tests' tiny model)."""
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model(SMOLLM2))
-    config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048, tie_word_embeddings=True,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-    )
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return str(out)
 
 
 def seal_run(runs: Path, name: str, model: str, pool: str, resume: bool = False) -> subprocess.Popen[bytes]:
@@ -137,7 +121,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory(prefix="seal-faults-") as tmp:
         root = Path(tmp)
-        model = tiny_model(root / "tiny-model")
+        model = str(tiny_random_model(resolve_model(SMOLLM2), root / "tiny-model"))
         runs = root / "runs"
         references = {}
         for pool in ("inprocess", "local"):

@@ -147,3 +147,21 @@ def gguf_adds_bos(gguf: Path) -> bool:
 
     field = GGUFReader(gguf).fields.get("tokenizer.ggml.add_bos_token")
     return bool(field.parts[field.data[0]][0]) if field is not None else False
+
+
+def tiny_random_model(tokenizer_dir: str, out: Path, seed: int = 0) -> Path:
+    """A 2-layer random Llama (hidden size 64) with a real model's tokenizer and chat template: every code
+    path of a run at milliseconds per step, for the tests and benchmarks/faults.py. Its answers are noise."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048, tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(seed)
+    LlamaForCausalLM(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
