@@ -40,9 +40,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from orchestrator import evaluate
 from orchestrator.config import ALL_LINEAR, load_config
 from orchestrator.domains.knowledge import METRICS, KnowledgeDomain, Passage, load_passages, tau
+from orchestrator.evaluation import tables
 from orchestrator.models import resolve_model
 from orchestrator.reliability import reliability
 from orchestrator.roles import build_pool
@@ -80,18 +80,18 @@ def sample_passages(n: int, seed: int) -> list[Passage]:
     return [passages[i] for i in sorted(random.Random(seed).sample(range(len(passages)), n))]
 
 
-def regime_cells(domain: KnowledgeDomain, passages: Sequence[Passage], seed: int) -> list[evaluate.Cell]:
+def regime_cells(domain: KnowledgeDomain, passages: Sequence[Passage], seed: int) -> list[tables.Cell]:
     """No adaptation once per probe format (chat or plain), then passage only and passage + edit per regime;
     row names carry the regime, so every job id is unique."""
     edits = tuple(p.completions[0] for p in passages)
     cells = []
     for chat in (True, False):
         train = dataclasses.replace(PAPER_TRAIN, chat=chat)
-        cells += evaluate.plan(domain, passages, [evaluate.Row(none_row(chat), "none")], seed=seed,
+        cells += tables.plan(domain, passages, [tables.Row(none_row(chat), "none")], seed=seed,
                                lora=PAPER_LORA, train=train)
     for name, (lora, train) in REGIMES.items():
-        rows = [evaluate.Row(f"{name} | passage", "passage"), evaluate.Row(f"{name} | edit", "edits", edits)]
-        cells += evaluate.plan(domain, passages, rows, seed=seed, lora=lora, train=train)
+        rows = [tables.Row(f"{name} | passage", "passage"), tables.Row(f"{name} | edit", "edits", edits)]
+        cells += tables.plan(domain, passages, rows, seed=seed, lora=lora, train=train)
     return cells
 
 
@@ -99,7 +99,7 @@ def none_row(chat: bool) -> str:
     return "no adaptation" + ("" if chat else " (plain)")
 
 
-def summarise_regimes(cells: Sequence[evaluate.Cell], reports: dict[str, StudentReport], seed: int
+def summarise_regimes(cells: Sequence[tables.Cell], reports: dict[str, StudentReport], seed: int
                       ) -> list[dict[str, Any]]:
     """Per regime: passage and edit rows, their paired gains over no adaptation and edit over passage,
     and the student's seconds per job."""
@@ -107,12 +107,12 @@ def summarise_regimes(cells: Sequence[evaluate.Cell], reports: dict[str, Student
     for name, (_, train) in REGIMES.items():
         none = none_row(train.chat)
         mine = [c for c in cells if c.row.startswith(f"{name} |") or c.row == none]
-        gains = {g.name: g for g in evaluate.paired_gains(mine, reports, none, seed=seed)}
-        edit_vs_passage = evaluate.paired_gains([c for c in mine if c.row != none], reports, f"{name} | passage",
+        gains = {g.name: g for g in tables.paired_gains(mine, reports, none, seed=seed)}
+        edit_vs_passage = tables.paired_gains([c for c in mine if c.row != none], reports, f"{name} | passage",
                                                 seed=seed)[0]
         trained = [reports[c.job.job_id] for c in mine if c.job and c.row != none and reports[c.job.job_id].ok]
         seconds = mean(r.train_seconds + r.eval_seconds for r in trained) if trained else float("nan")
-        summaries = {s.name: s for s in evaluate.summarise(mine, reports, seed=seed)}
+        summaries = {s.name: s for s in tables.summarise(mine, reports, seed=seed)}
         out.append({
             "regime": name, "student_s_per_job": seconds,
             "train_s_per_job": mean(r.train_seconds for r in trained) if trained else float("nan"),
@@ -125,7 +125,7 @@ def summarise_regimes(cells: Sequence[evaluate.Cell], reports: dict[str, Student
     return out
 
 
-def _scores(summary: evaluate.RowSummary) -> dict[str, dict[str, float]]:
+def _scores(summary: tables.RowSummary) -> dict[str, dict[str, float]]:
     return {m: dataclasses.asdict(e) for m, e in summary.scores.items()}
 
 
@@ -168,7 +168,7 @@ def run_jobs(jobs: list[StudentJob], workers: int, console: Console) -> dict[str
     cfg = load_config(None, {"pool.kind": "local" if workers > 1 else "inprocess", "pool.workers": workers})
     pool = build_pool(cfg, resolve_model(cfg.teacher.model))
     try:
-        return evaluate.collect(pool.run(jobs), len(jobs), console)
+        return tables.collect(pool.run(jobs), len(jobs), console)
     finally:
         pool.close()
 
@@ -197,10 +197,10 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if not args.no_sweep:
         cells = regime_cells(domain, passages, args.seed)
-        reports = run_jobs(evaluate.jobs(cells), args.workers, console)
+        reports = run_jobs(tables.jobs(cells), args.workers, console)
         result["regimes"] = summarise_regimes(cells, reports, args.seed)
         result["chosen"] = choose(result["regimes"])
-        result["cells"] = evaluate.results(cells, reports, [])["cells"]
+        result["cells"] = tables.results(cells, reports, [])["cells"]
         result["wall_s"] = time.perf_counter() - start
         args.out.write_text(json.dumps(result, indent=1) + "\n")
         console.print(render(result))

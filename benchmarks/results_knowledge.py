@@ -5,7 +5,7 @@ one resumable command, three parts on the same K held-out passages.
           by the config's seed, as `seal run` chooses its held-out contexts; listed in the JSON), rows:
           no adaptation, passage only, and passage + the first edit per passage written by Qwen2.5-7B
           before SEAL training (base_val.json), after two SEAL rounds (iter2_val.json) and by GPT-4.1
-          (gpt4_1_val.json). Built with orchestrator/evaluate.py (as `seal eval-edits`), run on a local
+          (gpt4_1_val.json). Built with orchestrator/evaluation/tables.py (as `seal eval-edits`), run on a local
           student pool; every finished cell is journaled in OUT/part1.jsonl and skipped on restart.
   part 2  our own loop: `seal run` in single-model mode (SmolLM2 writes the edits and is the student),
           ReST^EM on SEAL's training passages (iter0_train.json: SQuAD train, disjoint from the
@@ -55,11 +55,12 @@ from typing import Any
 
 from rich.console import Console
 
-from orchestrator import evaluate
-from orchestrator.compare import HeldOut, held_out, mode_config
+from orchestrator.compare import mode_config
 from orchestrator.config import Mode, SealConfig, load_config, parse_overrides
 from orchestrator.domains.knowledge import EditFormat, KnowledgeDomain, Passage, load_passages
 from orchestrator.errors import DataError
+from orchestrator.evaluation import tables
+from orchestrator.evaluation.held_out import HeldOut, regrade
 from orchestrator.journal import JOURNAL, Journal, read_journal
 from orchestrator.report import round_rows
 from orchestrator.roles import build_pool
@@ -165,16 +166,16 @@ def _hm(seconds: float) -> str:
 # --- part 1: published edits → SmolLM2 ---------------------------------------------------------------------
 
 
-def part1_rows(domain: KnowledgeDomain, passages: Sequence[Passage], edit_rows: int) -> list[evaluate.Row]:
-    rows = [evaluate.Row("no adaptation", "none"), evaluate.Row("passage only", "passage")]
+def part1_rows(domain: KnowledgeDomain, passages: Sequence[Passage], edit_rows: int) -> list[tables.Row]:
+    rows = [tables.Row("no adaptation", "none"), tables.Row("passage only", "passage")]
     for name, file, edit_format in EDIT_SOURCES[:edit_rows]:
         by_id = {domain.context_id(p): p for p in load_passages(EVAL_DATA / file)}
         missing = [p.title for p in passages if domain.context_id(p) not in by_id]
         if missing:
             raise DataError(f"{EVAL_DATA / file}: no record for held-out passage '{missing[0]}'")
         chosen = [by_id[domain.context_id(p)] for p in passages]
-        edits = evaluate.edits_at(chosen, 0, f"data file {EVAL_DATA / file}")
-        rows.append(evaluate.Row(name, "edits", edits, edit_format))
+        edits = tables.edits_at(chosen, 0, f"data file {EVAL_DATA / file}")
+        rows.append(tables.Row(name, "edits", edits, edit_format))
     return rows
 
 
@@ -203,9 +204,9 @@ def part1(cfg: SealConfig, out: Path, console: Console, edit_rows: int) -> dict[
     inputs = check_inputs(cfg)
     domain = inputs.domain
     assert isinstance(domain, KnowledgeDomain)
-    cells = evaluate.plan(domain, inputs.eval, part1_rows(domain, inputs.eval, edit_rows), seed=cfg.run.seed,
+    cells = tables.plan(domain, inputs.eval, part1_rows(domain, inputs.eval, edit_rows), seed=cfg.run.seed,
                           lora=cfg.student.lora, train=cfg.student.train)
-    jobs = evaluate.jobs(cells)
+    jobs = tables.jobs(cells)
     hashes = {job.job_id: job_hash(job, inputs.student_model) for job in jobs}
     out.mkdir(parents=True, exist_ok=True)
     with Journal(out / "part1.jsonl") as journal:
@@ -222,12 +223,12 @@ def part1(cfg: SealConfig, out: Path, console: Console, edit_rows: int) -> dict[
             journal.append("session", str(time.time()), argv=sys.argv, pending=len(pending))
             pool = build_pool(cfg, inputs.student_model)
             try:
-                done |= evaluate.collect(journaled(pool.run(pending), journal, hashes), len(pending), console)
+                done |= tables.collect(journaled(pool.run(pending), journal, hashes), len(pending), console)
             finally:
                 pool.close()
         wall = time.perf_counter() - start
         records = journal.records
-    summaries = evaluate.summarise(cells, done, seed=cfg.run.seed)
+    summaries = tables.summarise(cells, done, seed=cfg.run.seed)
     timing = {
         "this_invocation": {"wall_s": wall, "jobs_run": len(pending),
                             "wall_s_per_job": wall / len(pending) if pending else None},
@@ -235,11 +236,11 @@ def part1(cfg: SealConfig, out: Path, console: Console, edit_rows: int) -> dict[
         "per_row": {row: job_seconds([done[c.job.job_id] for c in cells if c.row == row and c.job]) for row in
                     dict.fromkeys(c.row for c in cells)},
     }
-    gains = evaluate.paper_gains(cells, done, seed=cfg.run.seed)
+    gains = tables.paper_gains(cells, done, seed=cfg.run.seed)
     ablation = [c for c in cells if c.row in BASE_MODEL_FORMATS]
-    formats = (evaluate.paired_gains(ablation, done, BASE_MODEL_FORMATS[0], seed=cfg.run.seed)
+    formats = (tables.paired_gains(ablation, done, BASE_MODEL_FORMATS[0], seed=cfg.run.seed)
                if len({c.row for c in ablation}) > 1 else [])
-    table = evaluate.results(cells, done, summaries, workers=cfg.pool.workers, student=cfg.student_model,
+    table = tables.results(cells, done, summaries, workers=cfg.pool.workers, student=cfg.student_model,
                              lora=to_dict(cfg.student.lora), train=to_dict(cfg.student.train),
                              edit_index=0, edit_files={n: str(EVAL_DATA / f) for n, f, _ in EDIT_SOURCES},
                              timing=timing)
@@ -295,7 +296,7 @@ def run_results(cfg: SealConfig, mode: Mode) -> dict[str, Any]:
     """A finished (or partly finished) run, from its journal: τ per round with intervals, the per-round
     E-step/M-step numbers, and measured per-unit times."""
     records = read_journal(run_dir(cfg, mode) / JOURNAL)
-    rounds = held_out(records, mode)
+    rounds = regrade(records, mode)
     return {
         "mode": mode, "run_dir": str(run_dir(cfg, mode)),
         "rounds": [round_json(h, cfg.run.seed) for h in rounds],
@@ -333,7 +334,7 @@ def run_timing(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
             "mstep_s": msteps}
 
 
-def loop_rows(runs: dict[Mode, dict[str, Any]], part: int) -> list[evaluate.RowSummary]:
+def loop_rows(runs: dict[Mode, dict[str, Any]], part: int) -> list[tables.RowSummary]:
     """Part 2: each round's held-out τ and its no-adaptation baseline; part 3: both modes per round."""
     rows = []
     by_round = {mode: {r["round"]: r for r in run["rounds"]} for mode, run in runs.items()}
@@ -351,8 +352,8 @@ def loop_rows(runs: dict[Mode, dict[str, Any]], part: int) -> list[evaluate.RowS
 
 
 def _summary(name: str, per_context: dict[str, dict[str, float]], failed: int,
-             scores: dict[str, dict[str, float]]) -> evaluate.RowSummary:
-    return evaluate.RowSummary(name, len(next(iter(per_context.values()))), failed, _estimates(scores))
+             scores: dict[str, dict[str, float]]) -> tables.RowSummary:
+    return tables.RowSummary(name, len(next(iter(per_context.values()))), failed, _estimates(scores))
 
 
 def loop_paired(result: dict[str, Any], seed: int) -> list[dict[str, Any]]:
@@ -381,7 +382,7 @@ def loop_paired(result: dict[str, Any], seed: int) -> list[dict[str, Any]]:
 def _paired(name: str, a: dict[str, dict[str, float]], b: dict[str, dict[str, float]], seed: int) -> dict[str, Any]:
     """Row `a − b` over the contexts of `a`; both metric -> context -> τ."""
     metrics = [m for m in a if m in b]
-    scores = {m: evaluate.estimate([v - b[m][c] for c, v in a[m].items()], seed=seed) for m in metrics}
+    scores = {m: tables.estimate([v - b[m][c] for c, v in a[m].items()], seed=seed) for m in metrics}
     return {"name": name, "passages": len(a[metrics[0]]), "failed": 0,
             "scores": {m: dataclasses.asdict(e) for m, e in scores.items()}}
 
@@ -515,28 +516,28 @@ def print_tables(result: dict[str, Any], cfg: SealConfig, console: Console) -> d
         summaries = _summaries(result["part1"]["rows"])
         title = (f"Part 1: published self-edits → {cfg.student_model}, {k} held-out passages, "
                  f"{cfg.student.train.epochs} epochs")
-        console.print(evaluate.render(summaries, title))
+        console.print(tables.render(summaries, title))
         for row, t in result["part1"]["timing"]["per_row"].items():
             if t["student_s_per_job"] is not None:
                 console.print(f"  {row}: {t['student_s_per_job']:.1f} s/job (student's own), "
                               f"{t['tokens_trained_per_job']:.0f} tokens trained/job", highlight=False)
         console.print(f"  part 1 wall: {_hm(result['part1']['timing']['all_sessions_wall_s'])}", highlight=False)
         gains = _summaries(result["part1"]["paired_gains"])
-        console.print(evaluate.render(gains, "Part 1, paired on the same passages: each row minus no adaptation, "
+        console.print(tables.render(gains, "Part 1, paired on the same passages: each row minus no adaptation, "
                                              "each edit row minus passage only"))
         if result["part1"].get("format_gains"):
-            console.print(evaluate.render(_summaries(result["part1"]["format_gains"]),
+            console.print(tables.render(_summaries(result["part1"]["format_gains"]),
                                           "Part 1, the base model's edit formats, paired: each minus implications"))
     runs: dict[Mode, dict[str, Any]] = {}
     if "part2" in result:
         runs = {"single-model": result["part2"]["run"]}
-        console.print(evaluate.render(loop_rows(runs, 2), f"Part 2: single-model ReST^EM, held-out τ, {k} passages"))
+        console.print(tables.render(loop_rows(runs, 2), f"Part 2: single-model ReST^EM, held-out τ, {k} passages"))
     if "part3" in result:
         runs = result["part3"]["runs"]
-        console.print(evaluate.render(loop_rows(runs, 3), f"Part 3: single-model vs teacher–student, {k} passages"))
+        console.print(tables.render(loop_rows(runs, 3), f"Part 3: single-model vs teacher–student, {k} passages"))
     if result.get("loop_paired"):
         title = "The loop's held-out τ, paired on the same passages: across rounds, modes, and against part 1"
-        console.print(evaluate.render(_summaries(result["loop_paired"]), title))
+        console.print(tables.render(_summaries(result["loop_paired"]), title))
     for mode, run in runs.items():
         t = run["timing"]
         console.print(f"  {mode}: {_fmt(t['edit_jobs']['student_s_per_job'])} s/edit job, "
@@ -546,13 +547,13 @@ def print_tables(result: dict[str, Any], cfg: SealConfig, console: Console) -> d
     return runs
 
 
-def _summaries(rows: list[dict[str, Any]]) -> list[evaluate.RowSummary]:
-    """Rows as the JSON keeps them (name, passages, failed, scores) for evaluate.render."""
-    return [evaluate.RowSummary(r["name"], r["passages"], r["failed"], _estimates(r["scores"])) for r in rows]
+def _summaries(rows: list[dict[str, Any]]) -> list[tables.RowSummary]:
+    """Rows as the JSON keeps them (name, passages, failed, scores) for tables.render."""
+    return [tables.RowSummary(r["name"], r["passages"], r["failed"], _estimates(r["scores"])) for r in rows]
 
 
-def _estimates(scores: dict[str, dict[str, float]]) -> dict[str, evaluate.Estimate]:
-    return {m: evaluate.Estimate(**e) for m, e in scores.items()}
+def _estimates(scores: dict[str, dict[str, float]]) -> dict[str, tables.Estimate]:
+    return {m: tables.Estimate(**e) for m, e in scores.items()}
 
 
 def _speedup(cfg: SealConfig) -> float:

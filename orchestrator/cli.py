@@ -16,12 +16,15 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from orchestrator.config import SamplingConfig
 from orchestrator.models import SMOLLM2
+from teacher.vllm_process import ServerOptions
 
 app = typer.Typer(help="SEAL: language models that write their own fine-tuning data.", no_args_is_help=True)
 teacher_app = typer.Typer(help="Run the teacher on its own.", no_args_is_help=True)
 app.add_typer(teacher_app, name="teacher")
 console = Console()
+SAMPLING = SamplingConfig()  # `seal propose` samples as a run does (teacher.sampling), unless its flags say otherwise
 
 
 class UserError(Exception):
@@ -237,11 +240,10 @@ def eval_cmd(
 ) -> None:
     """The paper's knowledge table on the config's held-out passages: no adaptation, passage only,
     base-teacher edits, trained-teacher edits (--run), external edits (--external)."""
-    import json
-
     from orchestrator.distill import last_adapter
+    from orchestrator.evaluation import tables
+    from orchestrator.evaluation.paper import table
     from orchestrator.judge import JudgeError
-    from orchestrator.paper_table import table
     from orchestrator.session import check_inputs
 
     if config is None and run is not None:
@@ -254,8 +256,7 @@ def eval_cmd(
         raise UserError(str(e)) from None
     console.print(rendered)
     if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(results, indent=1) + "\n")
+        tables.write(out, results)
         console.print(f"wrote {out}", highlight=False)
 
 
@@ -326,18 +327,18 @@ def eval_edits_cmd(
     """Apply existing self-edits to a student: no adaptation, passage only, passage + each file's edits, as
     mean τ over passages with 95% bootstrap intervals, and paired gains. The inner loop is the config's
     (`--set student.lora.target_modules=[...]`, `--set student.train.epochs=10`, `--set data.options.metric=...`)."""
-    from orchestrator import eval_edits
+    from orchestrator.evaluation import edit_files, tables
 
     cfg = _load(None, sets, **{"pool.kind": pool, "pool.workers": workers})
     _at_least_one(("--passages", passages), ("--sample", sample or 1))
     if edit_index < 0:
         raise UserError(f"--edit-index must be 0 or more, got {edit_index}")
-    table, used = eval_edits.evaluate_files(cfg, data, edit_format, model, passages, sample, seed, edit_index,
+    table, used = edit_files.evaluate_files(cfg, data, edit_format, model, passages, sample, seed, edit_index,
                                             console)
-    for rendered in eval_edits.render(table, f"{len(used['passages'])} passages, student {model}"):
+    for rendered in edit_files.render(table, f"{len(used['passages'])} passages, student {model}"):
         console.print(rendered)
     if out:
-        eval_edits.write_results(out, table, used)
+        tables.write(out, edit_files.results(table, **used))
         console.print(f"wrote {out}", highlight=False)
 
 
@@ -358,8 +359,10 @@ def teacher_serve_cmd(
     model: TeacherModelOpt = SMOLLM2,
     adapter: Annotated[Path | None, typer.Option(help="PEFT adapter folder to hot-load.")] = None,
     port: Annotated[int | None, typer.Option(help="Port on 127.0.0.1; default: a free one.")] = None,
-    max_lora_rank: Annotated[int, typer.Option(help="Largest LoRA rank the server accepts.")] = 64,
-    max_model_len: Annotated[int, typer.Option(help="Longest prompt + self-edit, in tokens.")] = 2048,
+    max_lora_rank: Annotated[int, typer.Option(help="Largest LoRA rank the server accepts.")]
+    = ServerOptions.max_lora_rank,
+    max_model_len: Annotated[int, typer.Option(help="Longest prompt + self-edit, in tokens.")]
+    = ServerOptions.max_model_len,
     log_dir: Annotated[Path, typer.Option(help="Folder for the server log.")] = Path("runs/teacher-serve"),
     api_key_env: KeyEnvOpt = None,
 ) -> None:
@@ -371,7 +374,7 @@ def teacher_serve_cmd(
 
     from orchestrator.models import resolve_model
     from orchestrator.roles import api_key_from_env, managed_teacher
-    from teacher.vllm_process import LOG_NAME, ServerOptions
+    from teacher.vllm_process import LOG_NAME
 
     if port is not None and not 0 < port < 65536:
         raise UserError(f"--port must be a TCP port, 1 to 65535, got {port}")
@@ -420,9 +423,9 @@ def propose_cmd(
     adapter: Annotated[Path | None, typer.Option(help="Teacher LoRA adapter folder to write with.")] = None,
     n: Annotated[int, typer.Option(help="Self-edits per passage.")] = 5,
     passages: Annotated[int | None, typer.Option(help="Only the file's first K passages.")] = None,
-    temperature: Annotated[float, typer.Option(help="Sampling temperature (0: greedy).")] = 1.0,
-    top_p: Annotated[float, typer.Option(help="Nucleus sampling mass.")] = 0.95,
-    max_tokens: Annotated[int, typer.Option(help="Longest self-edit, in tokens.")] = 512,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature (0: greedy).")] = SAMPLING.temperature,
+    top_p: Annotated[float, typer.Option(help="Nucleus sampling mass.")] = SAMPLING.top_p,
+    max_tokens: Annotated[int, typer.Option(help="Longest self-edit, in tokens.")] = SAMPLING.max_tokens,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
 ) -> None:
     """Write self-edits for passages with a teacher into a SEAL-format file, ready for `seal eval-edits`."""

@@ -37,6 +37,7 @@ from pydantic_core import CoreSchema, core_schema
 from orchestrator.domains import DOMAINS, DomainOptionError, make_domain
 from orchestrator.errors import DataError, read_user_text
 from student.messages import LoRASpec, LossOn, TrainSpec
+from teacher.vllm_process import ServerOptions
 
 Mode = Literal["single-model", "teacher-student"]
 SMOLLM2 = "smollm2-135m-instruct"
@@ -201,9 +202,9 @@ class TeacherConfig(Section):
     """Name of the environment variable that holds the server's API key (the key is never saved)."""
     adapter_sync: Literal["hot-load", "merge-restart"] | None = None
     """How a managed vLLM server picks up a new adapter; none = the backend's platform default."""
-    max_lora_rank: Count = 64
+    max_lora_rank: Count = ServerOptions.max_lora_rank
     """The largest adapter rank a managed vLLM server accepts (the M-step's restem.lora.r must fit)."""
-    max_model_len: Count = 2048
+    max_model_len: Count = ServerOptions.max_model_len
     """A managed vLLM server's context: prompt + sampling.max_tokens must fit."""
     devices: Devices = None
     """GPUs (indices among the visible ones) for a managed vLLM server, tensor parallel over all of them,

@@ -66,6 +66,19 @@ def trained_adapter(records: Iterable[dict[str, Any]], through: int | None = Non
     return TeacherAdapter(last["round"], last["adapter"]) if last else None
 
 
+def relocated(value: Any, old: Path, new: Path) -> Any:
+    """A record (or any JSON value) with every path inside run directory `old` moved to `new`: strings that
+    are `old` or a path under it, matched by whole path components, so a run named as a prefix of another
+    is left alone. What a forked run's copied records need (the adapters they name are copied with them)."""
+    if isinstance(value, dict):
+        return {k: relocated(v, old, new) for k, v in value.items()}
+    if isinstance(value, list):
+        return [relocated(v, old, new) for v in value]
+    if isinstance(value, str) and (value == str(old) or value.startswith(f"{old}{os.sep}")):
+        return str(new / Path(value).relative_to(old))
+    return value
+
+
 class Journal:
     """Append-only JSONL with an index on (type, key); the last record of a (type, key) wins."""
 

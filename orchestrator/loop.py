@@ -52,7 +52,7 @@ def run(s: Session) -> None:
         adapter = switch(s.teacher, adapter, trained_adapter(s.journal.records, k - 1))
         if k > 0:
             adapter = switch(s.teacher, adapter, run_round(s, k, adapter))
-        evaluate(s, k, adapter)
+        held_out_tau(s, k, adapter)
 
 
 def run_round(s: Session, k: int, adapter: TeacherAdapter | None) -> TeacherAdapter | None:
@@ -117,9 +117,9 @@ def m_step(s: Session, k: int, pairs: list[tuple[TeacherPrompt, str]], adapter: 
     return TeacherAdapter(k, report.adapter_dir)
 
 
-def evaluate(s: Session, k: int, adapter: TeacherAdapter | None) -> None:
+def held_out_tau(s: Session, k: int, adapter: TeacherAdapter | None) -> None:
     """Held-out τ: the teacher (with `adapter`) writes edits for contexts it never trains on; students
-    apply them."""
+    apply them. Journaled per context; evaluation/held_out.py re-grades it in every metric with intervals."""
     _, scored = sample_and_apply(s.edit_work(adapter), "eval", k, s.inputs.eval, s.cfg.eval.edits,
                                  s.cfg.eval.repeats)
     contexts = dict.fromkeys(x.context_id for x in scored)

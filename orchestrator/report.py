@@ -17,7 +17,7 @@ from typing import Any
 
 from rich.table import Table
 
-from orchestrator.evaluate import Estimate, estimate
+from orchestrator.evaluation.tables import Estimate, estimate
 from orchestrator.journal import JOURNAL, read_journal
 
 

@@ -14,7 +14,7 @@ round side by side (the paper's Figure 5 view) with each answer next to the gold
 
 Everything is inside the file (CSS, SVG plots, a few lines of JS for the filter), so it opens from disk
 on a machine without network. Numbers come from the functions the terminal report and the tables use
-(`report.round_rows`, `evaluate.estimate`, `compare.held_out`); the journal itself carries no question
+(`report.round_rows`, `tables.estimate`, `evaluation.held_out.regrade`); the journal itself carries no question
 text or gold answer, so those are read from the run's data, and shown only when it is found.
 """
 
@@ -31,15 +31,17 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
-from orchestrator import evaluate, report_svg
-from orchestrator.compare import MODES, held_out
+from orchestrator import report_svg
+from orchestrator.compare import MODES
 from orchestrator.config import ConfigError, SealConfig, load_config
 from orchestrator.domains import DomainOptionError, load_contexts, make_domain
 from orchestrator.domains.knowledge import KnowledgeDomain, load_passages
 from orchestrator.edits import PHASE_NAMES, baseline_key
 from orchestrator.errors import DataError, read_user_json
-from orchestrator.eval_edits import EditFile
-from orchestrator.evaluate import Estimate
+from orchestrator.evaluation import tables
+from orchestrator.evaluation.edit_files import EditFile
+from orchestrator.evaluation.held_out import regrade
+from orchestrator.evaluation.tables import Estimate
 from orchestrator.journal import CONFIG, JOURNAL, TeacherAdapter, read_journal, trained_adapter
 from orchestrator.report import RoundRow, gains_over_round_0, per_context, round_rows
 
@@ -430,7 +432,7 @@ def _graded(records: Sequence[Record], cfg: SealConfig | None, mode: str, metric
     if not evaluations or cfg is None or cfg.data.domain != "knowledge":
         return journaled
     try:
-        rounds = held_out(records, mode)  # type: ignore[arg-type]
+        rounds = regrade(records, mode)  # type: ignore[arg-type]
     except (KeyError, ValueError) as e:
         notes.append(f"held-out answers could not be re-graded in every metric ({type(e).__name__}: {e}); "
                      f"only the journaled τ ({metric}) is shown.")
@@ -448,8 +450,8 @@ def _tau_rows(graded: Graded) -> tuple[TauRow, ...]:
                 by_context.setdefault(cid, {})[k] = value
         gains = gains_over_round_0(by_context)  # the terminal report's paired change, in this metric
         rows += [
-            TauRow(metric, k, len(tau), evaluate.estimate(list(tau.values())),
-                   evaluate.estimate(list(baseline.values())) if baseline else None, gains.get(k))
+            TauRow(metric, k, len(tau), tables.estimate(list(tau.values())),
+                   tables.estimate(list(baseline.values())) if baseline else None, gains.get(k))
             for k, (tau, baseline) in sorted(by_round.items()) if tau
         ]
     return tuple(rows)
@@ -463,7 +465,7 @@ def _rewards(latest: Mapping[tuple[str, str], Record]) -> dict[int, Estimate]:
         if kind == "reward" and r.get("phase") == "train":
             cid = latest.get(("edit", key), {}).get("context_id") or key.split("/")[2]
             by_context.setdefault(r["round"], {}).setdefault(cid, []).append(r["reward"])
-    return {k: evaluate.estimate([sum(v) / len(v) for v in per.values()]) for k, per in sorted(by_context.items())}
+    return {k: tables.estimate([sum(v) / len(v) for v in per.values()]) for k, per in sorted(by_context.items())}
 
 
 # --- time -------------------------------------------------------------------------------------------------
@@ -599,7 +601,7 @@ def _mode_gains(runs: Sequence[RunView]) -> tuple[ModeGain, ...]:
     for k in rounds:
         paired = [second[c][k] - first[c][k] for c in second if k in second[c] and k in first.get(c, {})]
         if paired:
-            gains.append(ModeGain(k, len(paired), evaluate.estimate(paired)))
+            gains.append(ModeGain(k, len(paired), tables.estimate(paired)))
     return tuple(gains)
 
 
@@ -610,8 +612,8 @@ def _mode_gains(runs: Sequence[RunView]) -> tuple[ModeGain, ...]:
 class EvalEditsPage:
     path: Path
     settings: dict[str, Any]
-    rows: tuple[evaluate.RowSummary, ...]
-    paired: tuple[evaluate.RowSummary, ...]
+    rows: tuple[tables.RowSummary, ...]
+    paired: tuple[tables.RowSummary, ...]
     metrics: tuple[str, ...]
     metric: str  # τ's metric, shown per cell
     passages: tuple[HeldOutContext, ...]  # columns: the table's rows
@@ -637,10 +639,10 @@ def eval_edits_page(path: Path) -> EvalEditsPage:
     )
 
 
-def _table_row(r: Mapping[str, Any]) -> evaluate.RowSummary:
-    """A row as `evaluate.results` wrote it (dataclasses.asdict of a RowSummary), read back."""
+def _table_row(r: Mapping[str, Any]) -> tables.RowSummary:
+    """A row as `tables.results` wrote it (dataclasses.asdict of a RowSummary), read back."""
     scores = {m: Estimate(e["mean"], e["low"], e["high"]) for m, e in r.get("scores", {}).items()}
-    return evaluate.RowSummary(r.get("name", "?"), r.get("passages", 0), r.get("failed", 0), scores)
+    return tables.RowSummary(r.get("name", "?"), r.get("passages", 0), r.get("failed", 0), scores)
 
 
 def _edit_files(data: Mapping[str, Any], notes: list[str]) -> tuple[dict[str, Any], dict[tuple[str, str], str]]:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from markupsafe import Markup
 
-from orchestrator.evaluate import Estimate, RowSummary
+from orchestrator.evaluation.tables import Estimate, RowSummary
 from orchestrator.report import RoundRow
 
 if TYPE_CHECKING:

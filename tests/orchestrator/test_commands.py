@@ -52,3 +52,19 @@ def test_compare_runs_both_modes_on_the_same_held_out_contexts(
     assert held_out["single-model"] == held_out["teacher-student"]
     assert (tmp_path / "runs" / "cmp-compare.png").exists()
     assert "single-model" in result.output and "teacher-st" in result.output
+
+
+def test_the_teacher_commands_default_to_what_a_run_uses() -> None:
+    """`seal propose` samples and `seal teacher serve` starts vLLM as the config's defaults say: one source."""
+    import typer.main
+
+    from orchestrator.config import TeacherConfig
+
+    commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
+    propose = {p.name: p.default for p in commands["propose"].params}
+    serve = {p.name: p.default for p in commands["teacher"].commands["serve"].params}
+    teacher = TeacherConfig()
+    for key in ("temperature", "top_p", "max_tokens"):
+        assert propose[key] == getattr(teacher.sampling, key), key
+    for key in ("max_lora_rank", "max_model_len"):
+        assert serve[key] == getattr(teacher, key), key

@@ -11,7 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.journal import Journal, RunDirError, TeacherAdapter, create_run_dir, read_journal, trained_adapter
+from orchestrator.journal import (
+    Journal,
+    RunDirError,
+    TeacherAdapter,
+    create_run_dir,
+    read_journal,
+    relocated,
+    trained_adapter,
+)
 
 
 def test_records_read_back_after_reopening(tmp_path: Path) -> None:
@@ -105,3 +113,16 @@ def test_the_trained_adapter_is_the_last_m_step_that_trained_one() -> None:
     assert trained_adapter(ends) == TeacherAdapter(3, "/a/round-3/teacher")
     assert trained_adapter(ends, through=2) == TeacherAdapter(1, "/a/round-1/teacher")
     assert trained_adapter(ends, through=0) is None and trained_adapter([]) is None
+
+
+def test_relocated_moves_paths_inside_the_run_directory_and_nothing_else(tmp_path: Path) -> None:
+    old, new = tmp_path / "runs" / "x-single-model", tmp_path / "runs" / "x-teacher-student"
+    record = {"type": "mstep_end", "adapter": f"{old}/adapters/round-1/teacher", "round": 1,
+              "report": {"adapter_dir": str(old), "paths": [f"{old}2/adapters", "x-single-model/y"]},
+              "note": f"trained in {old}"}
+    assert relocated(record, old, new) == {
+        "type": "mstep_end", "adapter": f"{new}/adapters/round-1/teacher", "round": 1,
+        # a run whose name starts with the old one's, a relative mention and free text are not this run's paths
+        "report": {"adapter_dir": str(new), "paths": [f"{old}2/adapters", "x-single-model/y"]},
+        "note": f"trained in {old}",
+    }

@@ -9,7 +9,6 @@ row is measured on the same passages with the same LoRA seed and rows can be com
 from __future__ import annotations
 
 import dataclasses
-import json
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,11 +18,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from orchestrator import evaluate
 from orchestrator.config import SealConfig
 from orchestrator.domains import make_domain
 from orchestrator.domains.knowledge import EDIT_FORMATS, EditFormat, KnowledgeDomain, Passage, load_passages
 from orchestrator.errors import DataError
+from orchestrator.evaluation import tables
 from orchestrator.models import resolve_model
 from orchestrator.roles import build_pool
 from orchestrator.session import student_chat
@@ -81,42 +80,42 @@ def read_edit_files(files: Sequence[EditFile]) -> list[list[Passage]]:
 
 
 def table_rows(files: Sequence[EditFile], loaded: Sequence[Sequence[Passage]], chosen: Sequence[int],
-               edit_index: int) -> tuple[evaluate.Row, ...]:
-    rows = [evaluate.Row("no adaptation", "none"), evaluate.Row("passage only", "passage")]
+               edit_index: int) -> tuple[tables.Row, ...]:
+    rows = [tables.Row("no adaptation", "none"), tables.Row("passage only", "passage")]
     for f, passages in zip(files, loaded, strict=True):
         picked = [passages[i] for i in chosen]
-        rows.append(evaluate.Row(f.row_name, "edits", evaluate.edits_at(picked, edit_index, f"data file {f.path}"),
+        rows.append(tables.Row(f.row_name, "edits", tables.edits_at(picked, edit_index, f"data file {f.path}"),
                                  f.edit_format))
     return tuple(rows)
 
 
 @dataclass(frozen=True)
 class EditTable:
-    cells: list[evaluate.Cell]
+    cells: list[tables.Cell]
     reports: dict[str, StudentReport]
-    summaries: list[evaluate.RowSummary]
-    gains: list[evaluate.RowSummary]  # every row minus no adaptation, and every edits row minus passage only
+    summaries: list[tables.RowSummary]
+    gains: list[tables.RowSummary]  # every row minus no adaptation, and every edits row minus passage only
 
 
-def measure(pool: Any, domain: KnowledgeDomain, passages: Sequence[Passage], rows: Sequence[evaluate.Row],
+def measure(pool: Any, domain: KnowledgeDomain, passages: Sequence[Passage], rows: Sequence[tables.Row],
             lora: LoRASpec, train: TrainSpec, seed: int, console: Console) -> EditTable:
     """Run every cell's job on `pool` and grade them: the table, and paired gains."""
-    cells = evaluate.plan(domain, passages, rows, seed=seed, lora=lora, train=train)
-    jobs = evaluate.jobs(cells)
-    reports = evaluate.collect(pool.run(jobs), len(jobs), console)
-    summaries = evaluate.summarise(cells, reports, seed=seed)
-    gains = evaluate.paper_gains(cells, reports, seed=seed)
+    cells = tables.plan(domain, passages, rows, seed=seed, lora=lora, train=train)
+    jobs = tables.jobs(cells)
+    reports = tables.collect(pool.run(jobs), len(jobs), console)
+    summaries = tables.summarise(cells, reports, seed=seed)
+    gains = tables.paper_gains(cells, reports, seed=seed)
     return EditTable(cells, reports, summaries, gains)
 
 
 def render(table: EditTable, title: str) -> list[Table]:
-    return [evaluate.render(table.summaries, title),
-            evaluate.render(table.gains, "paired: each row minus another on the same passages")]
+    return [tables.render(table.summaries, title),
+            tables.render(table.gains, "paired: each row minus another on the same passages")]
 
 
 def results(table: EditTable, **settings: Any) -> dict[str, Any]:
     """The JSON `--out` writes: settings, rows, paired gains, every cell with its answers."""
-    data = evaluate.results(table.cells, table.reports, table.summaries, **settings)
+    data = tables.results(table.cells, table.reports, table.summaries, **settings)
     data["paired"] = [dataclasses.asdict(g) for g in table.gains]
     return data
 
@@ -144,8 +143,3 @@ def evaluate_files(
             "model": model, "edit_index": edit_index, "seed": seed, "lora": to_dict(cfg.student.lora),
             "train": to_dict(cfg.student.train), "tau_metric": domain.metric}
     return table, used
-
-
-def write_results(out: Path, table: EditTable, used: dict[str, Any]) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results(table, **used), indent=1) + "\n")

@@ -21,10 +21,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from orchestrator import evaluate
 from orchestrator.config import ConfigError, SealConfig
 from orchestrator.domains.knowledge import KnowledgeDomain, Passage
 from orchestrator.edits import one_edit_each
+from orchestrator.evaluation import tables
 from orchestrator.judge import Judge, Question, parse_target
 from orchestrator.models import seal_home
 from orchestrator.roles import attached_teacher, build_pool, build_teacher, teacher_api_key
@@ -55,24 +55,24 @@ def table(
     writers = _writers(cfg, inputs, adapter, external, console)
     try:
         with console.status("the teachers write one self-edit per passage"):
-            edits = [evaluate.Row(w.row, "edits", _edits(w, domain, inputs.eval, cfg)) for w in writers]
+            edits = [tables.Row(w.row, "edits", _edits(w, domain, inputs.eval, cfg)) for w in writers]
     finally:
         for teacher in {id(w.teacher): w.teacher for w in writers}.values():
             teacher.close()
-    rows = [evaluate.Row("no adaptation", "none"), evaluate.Row("passage only", "passage"), *edits]
-    cells = evaluate.plan(domain, inputs.eval, rows, seed=cfg.run.seed, lora=cfg.student.lora,
+    rows = [tables.Row("no adaptation", "none"), tables.Row("passage only", "passage"), *edits]
+    cells = tables.plan(domain, inputs.eval, rows, seed=cfg.run.seed, lora=cfg.student.lora,
                           train=cfg.student.train)
     bases = {w.row: w.student_base for w in writers}
     cells = [_on_base(cell, bases.get(cell.row)) for cell in cells]
-    reports = _run(cfg, inputs, evaluate.jobs(cells), console)
-    metrics = evaluate.METRICS
+    reports = _run(cfg, inputs, tables.jobs(cells), console)
+    metrics = tables.METRICS
     if grader:
         with console.status(f"the judge grades {sum(len(r.results) for r in reports.values())} answers"):
             reports = judged(grader, cells, reports)
         metrics = (*metrics, "judge")
-    summaries = evaluate.summarise(cells, reports, metrics, seed=cfg.run.seed)
+    summaries = tables.summarise(cells, reports, metrics, seed=cfg.run.seed)
     title = f"{len(inputs.eval)} held-out passages, student {cfg.student_model}, teacher {cfg.teacher.model}"
-    return evaluate.render(summaries, title), evaluate.results(cells, reports, summaries, adapter=adapter)
+    return tables.render(summaries, title), tables.results(cells, reports, summaries, adapter=adapter)
 
 
 def _writers(cfg: SealConfig, inputs: Inputs, adapter: str | None, external: str | None,
@@ -97,7 +97,7 @@ def _edits(
     return tuple(edits)
 
 
-def _on_base(cell: evaluate.Cell, base: str | None) -> evaluate.Cell:
+def _on_base(cell: tables.Cell, base: str | None) -> tables.Cell:
     if cell.job is None or base is None:
         return cell
     return dataclasses.replace(cell, job=dataclasses.replace(cell.job, base_adapter=base))
@@ -108,13 +108,13 @@ def _run(
 ) -> dict[str, StudentReport]:
     pool = build_pool(cfg, inputs.student_model, placement=inputs.placement)
     try:
-        return evaluate.collect(pool.run(jobs), len(jobs), console)
+        return tables.collect(pool.run(jobs), len(jobs), console)
     finally:
         pool.close()
 
 
 def judged(
-    grader: Judge, cells: Sequence[evaluate.Cell], reports: dict[str, StudentReport]
+    grader: Judge, cells: Sequence[tables.Cell], reports: dict[str, StudentReport]
 ) -> dict[str, StudentReport]:
     """The reports with a `judge` score (1 = the judge says correct) on every answer, graded in one
     concurrent batch."""

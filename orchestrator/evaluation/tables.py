@@ -11,8 +11,10 @@ reason a self-edit was unusable), anything that runs jobs (one Student, a pool) 
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -275,3 +277,9 @@ def results(
             for cell in cells
         ],
     }
+
+
+def write(out: Path, data: dict[str, Any]) -> None:
+    """A table's JSON (`results`, and whatever a command adds) to `out`, its folder made if missing."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(data, indent=1) + "\n")

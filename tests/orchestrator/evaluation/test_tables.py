@@ -1,17 +1,16 @@
+"""evaluation/tables.py: plan → run → summarise, bootstrap intervals, paired gains, the rendered table and its JSON."""
+
 import io
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 from rich.console import Console
-from typer.testing import CliRunner
 
-from orchestrator import evaluate
-from orchestrator.cli import app
 from orchestrator.domains.knowledge import QA, KnowledgeDomain, Passage, load_passages
 from orchestrator.errors import DataError
+from orchestrator.evaluation import tables
 from student.messages import LoRASpec, ProbeResult, StudentReport, TrainSpec
 
 PASSAGES = (
@@ -21,21 +20,21 @@ PASSAGES = (
 DOMAIN = KnowledgeDomain()
 
 
-def plan(passages: tuple[Passage, ...] = PASSAGES) -> list[evaluate.Cell]:
-    rows = evaluate.paper_rows(passages, 0, "test data")
-    return evaluate.plan(DOMAIN, passages, rows, seed=7, lora=LoRASpec(), train=TrainSpec(epochs=1))
+def plan(passages: tuple[Passage, ...] = PASSAGES) -> list[tables.Cell]:
+    rows = tables.paper_rows(passages, 0, "test data")
+    return tables.plan(DOMAIN, passages, rows, seed=7, lora=LoRASpec(), train=TrainSpec(epochs=1))
 
 
 # --- bootstrap ---
 
 
 def test_bootstrap_of_constant_values_is_a_point() -> None:
-    assert evaluate.bootstrap_ci([0.4] * 10) == pytest.approx((0.4, 0.4))
+    assert tables.bootstrap_ci([0.4] * 10) == pytest.approx((0.4, 0.4))
 
 
 def test_bootstrap_matches_the_normal_interval_on_a_large_sample() -> None:
     values = np.random.default_rng(1).normal(0.5, 0.2, size=400)
-    low, high = evaluate.bootstrap_ci(list(values))
+    low, high = tables.bootstrap_ci(list(values))
     half_width = 1.96 * values.std(ddof=1) / math.sqrt(values.size)
     assert low == pytest.approx(values.mean() - half_width, abs=0.003)
     assert high == pytest.approx(values.mean() + half_width, abs=0.003)
@@ -44,14 +43,14 @@ def test_bootstrap_matches_the_normal_interval_on_a_large_sample() -> None:
 def test_bootstrap_narrows_with_more_passages_and_is_seeded() -> None:
     rng = np.random.default_rng(2)
     few, many = list(rng.random(10)), list(rng.random(200))
-    width = [high - low for low, high in map(evaluate.bootstrap_ci, (few, many))]
+    width = [high - low for low, high in map(tables.bootstrap_ci, (few, many))]
     assert width[1] < width[0] / 2
-    assert evaluate.bootstrap_ci(few, seed=3) == evaluate.bootstrap_ci(few, seed=3)
+    assert tables.bootstrap_ci(few, seed=3) == tables.bootstrap_ci(few, seed=3)
 
 
 def test_bootstrap_needs_values() -> None:
     with pytest.raises(ValueError):
-        evaluate.bootstrap_ci([])
+        tables.bootstrap_ci([])
 
 
 # --- planning ---
@@ -78,14 +77,14 @@ def test_plan_builds_the_three_rows() -> None:
 def test_unusable_edit_becomes_a_cell_without_a_job() -> None:
     cell = plan()[5]
     assert cell.job is None and cell.parse_error and "no usable line" in cell.parse_error
-    assert len(evaluate.jobs(plan())) == 5
-    assert len({job.job_id for job in evaluate.jobs(plan())}) == 5
+    assert len(tables.jobs(plan())) == 5
+    assert len({job.job_id for job in tables.jobs(plan())}) == 5
 
 
 def test_missing_edit_names_the_record() -> None:
     no_edits = (PASSAGES[0], Passage("T", "C", (QA("Q", "A"),)))
     with pytest.raises(DataError, match=r"^data: record 1 has no self-edit number 0 in field 'completions'"):
-        evaluate.paper_rows(no_edits, 0, "data")
+        tables.paper_rows(no_edits, 0, "data")
 
 
 # --- aggregation ---
@@ -99,7 +98,7 @@ def report(job_id: str, f1: tuple[float, ...], ok: bool = True) -> StudentReport
     return StudentReport(job_id, ok=ok, results=results if ok else (), error=None if ok else "worker died")
 
 
-def fake_reports(cells: list[evaluate.Cell]) -> dict[str, StudentReport]:
+def fake_reports(cells: list[tables.Cell]) -> dict[str, StudentReport]:
     f1 = {  # by (row, passage)
         ("no adaptation", 0): (0.0,),
         ("no adaptation", 1): (0.0, 0.5),
@@ -116,7 +115,7 @@ def fake_reports(cells: list[evaluate.Cell]) -> dict[str, StudentReport]:
 
 def test_summarise_means_per_passage_then_over_passages() -> None:
     cells = plan()
-    rows = evaluate.summarise(cells, fake_reports(cells))
+    rows = tables.summarise(cells, fake_reports(cells))
     assert [(r.name, r.passages, r.failed) for r in rows] == [
         ("no adaptation", 2, 0),
         ("passage only", 2, 1),
@@ -133,7 +132,7 @@ def test_summarise_means_per_passage_then_over_passages() -> None:
 
 def test_paired_gains_are_means_of_per_passage_differences() -> None:
     cells = plan()
-    gains = {g.name: g for g in evaluate.paper_gains(cells, fake_reports(cells))}
+    gains = {g.name: g for g in tables.paper_gains(cells, fake_reports(cells))}
     assert list(gains) == ["passage only − no adaptation", "passage + edits − no adaptation",
                            "passage + edits − passage only"]
     # f1 per passage: none (0, 0.25), passage (1, failed = 0), edits (1, unusable = 0)
@@ -145,107 +144,24 @@ def test_paired_gains_are_means_of_per_passage_differences() -> None:
 def test_table_and_results_json() -> None:
     cells = plan()
     reports = fake_reports(cells)
-    summaries = evaluate.summarise(cells, reports)
+    summaries = tables.summarise(cells, reports)
     console = Console(file=io.StringIO(), width=200)
-    console.print(evaluate.render(summaries, title="t"))
+    console.print(tables.render(summaries, title="t"))
     text = console.file.getvalue()  # type: ignore[attr-defined]
     assert "passage + edits" in text and "12.5 (0.0–25.0)" in text
-    data = json.loads(json.dumps(evaluate.results(cells, reports, summaries, model="m")))
+    data = json.loads(json.dumps(tables.results(cells, reports, summaries, model="m")))
     assert data["model"] == "m" and len(data["rows"]) == 3 and len(data["cells"]) == 6
     assert data["cells"][5]["report"] is None and data["cells"][5]["tau"]["f1"] == 0.0
 
 
 def test_collect_keys_reports_by_job() -> None:
     reports = [report("a", (1.0,)), report("b", (0.0,))]
-    done = evaluate.collect(iter(reports), 2, Console(file=io.StringIO()))
+    done = tables.collect(iter(reports), 2, Console(file=io.StringIO()))
     assert done == {"a": reports[0], "b": reports[1]}
-
-
-# --- `seal eval-edits` ---
-
-
-def write(tmp_path: Path, records: object) -> Path:
-    path = tmp_path / "edits.json"
-    path.write_text(json.dumps(records))
-    return path
-
-
-QUESTIONS = [{"question": "Q?", "answer": "Otrar"}]
-RECORD = {"title": "T", "context": "C", "questions": QUESTIONS, "completions": ["1. x y"]}
-
-
-@pytest.mark.parametrize(
-    ("records", "flags", "message"),
-    [
-        ([RECORD, {"title": "T", "context": "C"}], [], "record 1: field 'questions' is missing"),
-        ([RECORD], ["--passages", "2"], "--passages 2: the data has only 1 passages"),
-        ([RECORD], ["--passages", "0"], "--passages must be 1 or more"),
-        ([RECORD], ["--sample", "3"], "--sample 3: the data has only 1 passages"),
-        ([RECORD], ["--edit-index", "1"], "record 0 has no self-edit number 1"),
-        ([RECORD], ["--set", "student.train.lr=-1"], "--set student.train.lr: must be > 0"),
-        ([RECORD], ["--format", "poem"], "--format 'poem' is not one of"),
-        ([RECORD], ["--pool", "cloud"], "--pool:"),
-    ],
-)
-def test_eval_edits_user_errors(tmp_path: Path, records: object, flags: list[str], message: str) -> None:
-    path = write(tmp_path, records)
-    result = CliRunner().invoke(app, ["eval-edits", "--data", str(path), "--passages", "1", *flags])
-    assert result.exit_code == 2
-    assert result.output.startswith("error: ") and message in result.output
-    assert result.output.count("\n") == 1
-
-
-def test_eval_edits_files_must_hold_the_same_passages(tmp_path: Path) -> None:
-    a, b = write(tmp_path, [RECORD]), tmp_path / "other.json"
-    b.write_text(json.dumps([RECORD | {"context": "another passage"}]))
-    result = CliRunner().invoke(app, ["eval-edits", "--data", str(a), "--data", str(b), "--passages", "1"])
-    assert result.exit_code == 2 and "does not hold the same passages" in result.output
-
-
-def test_edit_format_is_read_from_the_paper_s_file_names() -> None:
-    from orchestrator.eval_edits import edit_format_of
-
-    names = {"base_val.json": "implications", "iter0_train_prompt-long.json": "implications-long",
-             "base_val_prompt-rewrite.json": "rewrite", "iter2_val_prompt-self-qa.json": "self-qa"}
-    assert {n: edit_format_of(Path(n), "auto") for n in names} == names
-    assert edit_format_of(Path("base_val.json"), "rewrite") == "rewrite"
-
-
-def test_a_sample_is_seeded_and_in_file_order() -> None:
-    from orchestrator.eval_edits import choose
-
-    assert choose(10, 3, None, 0) == [0, 1, 2]
-    picked = choose(10, 3, 4, seed=7)
-    assert picked == sorted(picked) and len(set(picked)) == 4 and picked == choose(10, 99, 4, seed=7)
-    assert picked != choose(10, 3, 4, seed=8)
-
-
-def test_eval_edits_runs_the_table(tmp_path: Path, tiny_model_dir: str) -> None:
-    pytest.importorskip("student.student")
-    from orchestrator.config import load_config
-
-    data = write(tmp_path, [RECORD, RECORD | {"context": "D", "completions": ["Sure:"]}])
-    qa = tmp_path / "edits_prompt-self-qa.json"  # the same passages, self-QA edits
-    qa.write_text(json.dumps([RECORD | {"completions": ["Q?\nAnswer: Otrar"]}, RECORD | {"context": "D"}]))
-    out = tmp_path / "out" / "table.json"
-    flags = ["--passages", "2", "--model", tiny_model_dir, "--set", "student.train.epochs=1", "--out", str(out)]
-    result = CliRunner().invoke(app, ["eval-edits", "--data", str(data), "--data", str(qa), *flags])
-    assert result.exit_code == 0, result.output
-    assert "no adaptation" in result.output and "passage + edits" in result.output
-    table = json.loads(out.read_text())
-    assert [row["name"] for row in table["rows"]] == [
-        "no adaptation", "passage only", "passage + edits", "passage + edits_prompt-self-qa"]
-    assert table["formats"] == ["implications", "self-qa"]
-    assert table["rows"][2]["failed"] == 1  # the second passage's edit is unusable
-    assert all(c["report"]["ok"] for c in table["cells"] if c["report"])
-    assert table["train"]["epochs"] == 1 and table["lora"]["r"] == load_config().student.lora.r
-    paired = [row["name"] for row in table["paired"]]
-    assert "passage + edits − no adaptation" in paired and "passage + edits − passage only" in paired
-    assert set(table["paired"][0]["scores"]) == {"exact_match", "f1", "contains", "gold_prob"}
 
 
 def test_sample_has_no_edits_so_eval_edits_says_so() -> None:
     from orchestrator.domains.knowledge import default_data
 
     with pytest.raises(DataError, match="no self-edit number 0"):
-        evaluate.paper_rows(load_passages(default_data()), 0, "sample")
+        tables.paper_rows(load_passages(default_data()), 0, "sample")
