@@ -17,6 +17,10 @@ one resumable command, three parts on the same K held-out passages.
           a student first trains on an adapted teacher (round 1's held-out students) both modes do the
           same seeded work, which `seal compare` copies instead of recomputing.
 
+Another student (`--set 'teacher.model="gemma-3-270m"' --out OTHER`) takes part 1's rows on its own journal;
+`--against RESULTS_JSON` (a results JSON of the same K, another student's) pairs each row, and each row's lift
+over no adaptation, passage by passage with that student's: `part1.student_gains`.
+
 Grader: SQuAD-normalised exact match and token F1 (and gold contained in the answer) of greedy answers
 to each passage's questions, asked without the passage; no LLM judge. Every number is the mean over
 passages with a 95% percentile bootstrap interval (10,000 resamples over passages). The loop's rewards
@@ -370,13 +374,37 @@ def loop_paired(result: dict[str, Any], seed: int) -> list[dict[str, Any]]:
         (a, by_a), (b, by_b) = taus.items()
         pairs += [(f"round {k}: {a} − {b}", by_a[k], by_b[k]) for k in sorted(by_a.keys() & by_b.keys()) if k > 0]
     if "part1" in result:
-        fixed: dict[str, dict[str, dict[str, float]]] = {}  # row -> metric -> context -> τ
-        for cell in result["part1"]["cells"]:
-            for m, v in cell["tau"].items():
-                fixed.setdefault(cell["row"], {}).setdefault(m, {})[cell["context_id"]] = v
+        fixed = cell_taus(result["part1"])
         pairs += [(f"{mode} round {k} − {row}", by_round[k], fixed[row]) for mode, by_round in taus.items()
                   for k in sorted({0, max(by_round)}) for row in ("passage only", EDIT_SOURCES[0][0])]
     return [_paired(name, a, b, seed) for name, a, b in pairs]
+
+
+def cell_taus(part1: dict[str, Any]) -> dict[str, dict[str, dict[str, float]]]:
+    """Part 1's cells as row -> metric -> context -> τ."""
+    taus: dict[str, dict[str, dict[str, float]]] = {}
+    for cell in part1["cells"]:
+        for m, v in cell["tau"].items():
+            taus.setdefault(cell["row"], {}).setdefault(m, {})[cell["context_id"]] = v
+    return taus
+
+
+def student_gains(part1: dict[str, Any], other: dict[str, Any], seed: int) -> list[dict[str, Any]]:
+    """Two students under the same rows on the same passages (the same LoRA seeds), paired: each row's τ,
+    and each row's lift over no adaptation ("row − no adaptation"), each as this student's minus the other's."""
+    a, b = cell_taus(part1), cell_taus(other)
+    rows = [row for row in a if row in b]
+    missing = next((row for row in rows if a[row]["f1"].keys() - b[row]["f1"].keys()), None)
+    if missing:
+        raise DataError(f"--against: its part 1 lacks some of these passages in row '{missing}'; give a results "
+                        "JSON of the same --passages and seed")
+
+    def lift(taus: dict[str, dict[str, dict[str, float]]], row: str) -> dict[str, dict[str, float]]:
+        return {m: {c: v - taus["no adaptation"][m][c] for c, v in by_c.items()} for m, by_c in taus[row].items()}
+
+    return ([_paired(row, a[row], b[row], seed) for row in rows]
+            + [_paired(f"{row} − no adaptation", lift(a, row), lift(b, row), seed)
+               for row in rows if row != "no adaptation"])
 
 
 def _paired(name: str, a: dict[str, dict[str, float]], b: dict[str, dict[str, float]], seed: int) -> dict[str, Any]:
@@ -462,6 +490,10 @@ def main() -> None:
         start = time.perf_counter()
         result["part1"] = part1(cfg, out, console, args.edit_rows)
         result["part1"] |= {"command": command, "wall_s": time.perf_counter() - start}
+        if args.against:
+            other = json.loads(args.against.read_text())["part1"]
+            result["part1"] |= {"against": str(args.against), "student_gains_of": [cfg.student_model, other["student"]],
+                                "student_gains": student_gains(result["part1"], other, cfg.run.seed)}
     if 2 in parts:
         name = mode_config(cfg, "single-model").run.name
         resume = ["--resume"] if run_dir(cfg, "single-model").exists() else []
@@ -500,6 +532,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--set", action="append", default=[], help="a config override, section.key=value")
     parser.add_argument("--edit-rows", type=int, default=len(EDIT_SOURCES),
                         help=f"part 1: the first N published-edit rows (of {len(EDIT_SOURCES)})")
+    parser.add_argument("--against", type=Path, help="part 1: another student's results JSON (same --passages): "
+                                                     "each row paired with its row, this student minus that one")
     parser.add_argument("--config", type=Path, default=CONFIG)
     parser.add_argument("--out", type=Path, default=OUT, help="results and run directories")
     args = parser.parse_args()
@@ -528,6 +562,10 @@ def print_tables(result: dict[str, Any], cfg: SealConfig, console: Console) -> d
         if result["part1"].get("format_gains"):
             console.print(tables.render(_summaries(result["part1"]["format_gains"]),
                                           "Part 1, the base model's edit formats, paired: each minus implications"))
+        if result["part1"].get("student_gains"):
+            this, other = result["part1"]["student_gains_of"]
+            console.print(tables.render(_summaries(result["part1"]["student_gains"]),
+                                        f"Part 1, {this} minus {other} on the same passages, paired", signed=True))
     runs: dict[Mode, dict[str, Any]] = {}
     if "part2" in result:
         runs = {"single-model": result["part2"]["run"]}

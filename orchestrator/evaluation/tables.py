@@ -242,9 +242,10 @@ _METRIC_LABELS = {"exact_match": "exact match", "f1": "token F1", "contains": "c
                   "gold_prob": "gold prob"}
 
 
-def render(summaries: Sequence[RowSummary], title: str) -> Table:
+def render(summaries: Sequence[RowSummary], title: str, signed: bool | None = None) -> Table:
     """Mean τ in percent with its 95% interval, one column per metric, as the paper reports accuracy
-    (`gold_prob`, the per-token probability of the gold answer, in percent too)."""
+    (`gold_prob`, the per-token probability of the gold answer, in percent too). Differences are signed:
+    rows named "a − b", or every row with `signed=True`."""
     metrics = list(summaries[0].scores) if summaries else []
     table = Table(title=title, caption="mean over passages, % (95% bootstrap CI)")
     table.add_column("row", no_wrap=True)
@@ -252,7 +253,7 @@ def render(summaries: Sequence[RowSummary], title: str) -> Table:
     for metric in metrics:
         table.add_column(_METRIC_LABELS.get(metric, metric), justify="right", no_wrap=True)
     for s in summaries:
-        cells = (f"{100 * e.mean:+.1f} ({100 * e.low:+.1f}…{100 * e.high:+.1f})" if "−" in s.name
+        cells = (f"{100 * e.mean:+.1f} ({100 * e.low:+.1f}…{100 * e.high:+.1f})" if signed or "−" in s.name
                  else f"{100 * e.mean:.1f} ({100 * e.low:.1f}–{100 * e.high:.1f})" for e in s.scores.values())
         table.add_row(s.name, str(s.failed), *cells)
     return table
