@@ -5,15 +5,18 @@ SmolLM2's tokenizer, 2 rounds, N=2 × M=2, the HF teacher) is run whole once per
                      that kind (edit, report, reward, selection, mstep_start, mstep_end, evaluation), then
                      `seal run --resume` with the same command;
   worker killed      SIGKILL to the local pool's worker while it runs a job; the run goes on by itself;
-  torn last line     a finished run's journal cut in the middle of its last line, then `--resume`.
+  torn last line     a finished run's journal cut in the middle of its last line, then `--resume`;
+  disk full          the run directory on a small tmpfs filled to the last byte after round 1's M-step: one
+                     error line and exit 1, the journal whole; space freed, then `--resume`.
 
 For each fault: did the run finish, is every held-out evaluation recorded exactly once (none lost, none
 doubled), and are its outcomes (every edit's text, reward and score, the kept edits, τ per round) the
 uninterrupted run's. `SEAL_THREADS=1` so that a resumed computation is bit-identical to an uninterrupted one.
-Not covered here: a full disk while journaling, and the managed vLLM server killed mid-round (a slow test,
-tests/teacher/test_vllm_server.py, restarts it once).
 
-    .venv/bin/python benchmarks/faults.py   (about 8 min on 2 cores; nothing else running)
+Not covered here: the managed vLLM server killed mid-round (a slow test, tests/teacher/test_vllm_server.py,
+restarts it once).
+
+    .venv/bin/python benchmarks/faults.py   (about 7 min on 2 cores; nothing else running)
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -44,20 +48,64 @@ ROUNDS = 2
 SETTINGS = {"run.rounds": ROUNDS, "data.n_train": 2, "data.n_eval": 2, "teacher.sampling.n": 2,
             "teacher.sampling.max_tokens": 12, "student.train.epochs": 1, "student.train.max_new_tokens": 4,
             "restem.train.epochs": 1, "restem.keep_non_improving": True}
+ENV = os.environ | {"SEAL_THREADS": "1"}  # one thread: a resumed computation is bit-identical
 OUTCOMES = {"edit": ("text",), "report": ("score",), "reward": ("reward", "baseline", "parsed"),
             "selection": ("kept",), "evaluation": ("tau", "baseline_tau")}
 
 
-def seal_run(runs: Path, name: str, model: str, pool: str, resume: bool = False) -> subprocess.Popen[bytes]:
+def seal_args(runs: Path, name: str, model: str, pool: str, resume: bool = False) -> list[str]:
     sets = SETTINGS | {"run.runs_dir": str(runs), "teacher.model": model, "pool.kind": pool,
                        "pool.workers": 1 if pool == "local" else None}
     args = [SEAL, "run", "--name", name, "--resume" if resume else "--no-resume"]
     for key, value in sets.items():
         if value is not None:
             args += ["--set", f"{key}={json.dumps(value) if not isinstance(value, str) else value}"]
-    env = os.environ | {"SEAL_THREADS": "1"}
-    return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)  # its own process group: a kill reaches every child
+    return args
+
+
+def seal_run(runs: Path, name: str, model: str, pool: str, resume: bool = False) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(seal_args(runs, name, model, pool, resume), env=ENV, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)  # a kill reaches every child
+
+
+def disk_full(root: Path, model: str, reference: dict[str, Any]) -> dict[str, Any] | None:
+    """The run directory on a small tmpfs in a private mount namespace (`unshare`; no root needed where user
+    namespaces are enabled), filled to the last byte right after round 1's M-step: the run must stop with one
+    line; then the filler is removed and the same command with --resume must finish. None where no mount
+    namespace can be made."""
+    mount, out, name = root / "small-disk", root / "small-disk-out", "disk-full"
+    mount.mkdir()
+    out.mkdir()
+    journal, q = mount / name / JOURNAL, shlex.quote
+    first, again = (shlex.join(seal_args(mount, name, model, "inprocess", resume)) for resume in (False, True))
+    script = f"""
+mount -t tmpfs -o size=32m tmpfs {q(str(mount))} || exit 90
+{first} > {q(str(out / "first.txt"))} 2>&1 &
+run=$!
+until grep -q '"type": "mstep_end"' {q(str(journal))} 2>/dev/null || ! kill -0 $run 2>/dev/null; do sleep 0.01; done
+dd if=/dev/zero of={q(str(mount / "filler"))} bs=4k 2>/dev/null
+wait $run; echo $? > {q(str(out / "first.rc"))}
+cp {q(str(journal))} {q(str(out / "at-fault.jsonl"))}
+rm {q(str(mount / "filler"))}
+{again} > /dev/null 2>&1; echo $? > {q(str(out / "again.rc"))}
+cp -r {q(str(mount / name))} {q(str(out / name))}
+"""
+    start = time.perf_counter()
+    try:
+        done = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script], env=ENV)
+    except FileNotFoundError:
+        return None
+    if done.returncode == 90 or not (out / "again.rc").exists():
+        return None
+    printed = (out / "first.txt").read_text().splitlines()
+    errors = [line for line in printed if "error" in line.lower() or "Traceback" in line]
+    at_fault = (out / "at-fault.jsonl").read_bytes()
+    row = verdict("disk full after round 1's M-step, then space freed and --resume", out / name,
+                  (out / "again.rc").read_text().strip() == "0", reference, time.perf_counter() - start,
+                  at_fault.count(b"\n"))
+    return row | {"first_exit_code": int((out / "first.rc").read_text()), "error_lines": errors,
+                  "journal_whole_at_fault": at_fault.endswith(b"\n") and len(read_journal(out / "at-fault.jsonl"))
+                  == at_fault.count(b"\n")}
 
 
 def finish(process: subprocess.Popen[bytes]) -> bool:
@@ -165,6 +213,12 @@ def main() -> None:
         rows.append(verdict("the journal's last line torn in half", runs / name, finished, references["inprocess"],
                             time.perf_counter() - start, at_fault))
         console.print(rows[-1], highlight=False)
+        full = disk_full(root, model, references["inprocess"])
+        if full is None:
+            console.print("[yellow]disk full: not run (no mount namespace: `unshare --user --mount` failed)[/yellow]")
+        else:
+            rows.append(full)
+            console.print(rows[-1], highlight=False)
     totals = {"faults": len(rows), "finished": sum(r["finished"] for r in rows),
               "evaluations_lost": sum(r["evaluations_lost"] for r in rows),
               "evaluations_doubled": sum(r["evaluations_doubled"] for r in rows),

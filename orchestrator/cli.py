@@ -3,6 +3,7 @@ user mistakes end in one `error: ...` line and exit code 2, never a traceback.""
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -32,7 +33,8 @@ class UserError(Exception):
 
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn the project's user-facing exceptions into `error: ...` and exit 2."""
+    """Turn the project's user-facing exceptions into `error: ...` and exit 2; a full disk into one line and
+    exit 1; anything else (a bug) into one line naming where its traceback was saved, exit 1."""
     from orchestrator.config import ConfigError
     from orchestrator.errors import DataError
     from orchestrator.journal import RunDirError
@@ -46,18 +48,30 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except (UserError, ModelError, DataError, ConfigError, RunDirError, TeacherError) as e:
             console.print(f"[red]error:[/red] {escape(str(e))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
-        except (click.exceptions.Exit, click.exceptions.ClickException, click.exceptions.Abort):
-            raise
-        except Exception as e:
-            if os.environ.get("SEAL_DEBUG"):
-                raise
-            saved = _save_traceback()
-            first = (str(e).strip().splitlines() or [""])[0][:300]
-            console.print(f"[red]internal error:[/red] {type(e).__name__}: {escape(first)} (full traceback in "
-                          f"{saved}; SEAL_DEBUG=1 prints it here)", highlight=False, soft_wrap=True)
+        except (typer.Exit, click.exceptions.Exit, click.exceptions.ClickException, click.exceptions.Abort):
+            raise  # typer's Exit is not click's: a step failure's own exit, already printed
+        except OSError as e:
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise _internal(e) from None
+            where = f" writing {e.filename}" if e.filename else ""
+            console.print(f"[red]error:[/red] {e.strerror}{escape(where)}: free space, then run the same command "
+                          "again (a run: with --resume; what was journaled is kept)", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
+        except Exception as e:
+            raise _internal(e) from None
 
     return wrapper
+
+
+def _internal(e: Exception) -> typer.Exit:
+    """A bug: one line naming the exception and the file its traceback was saved to (exit 1)."""
+    if os.environ.get("SEAL_DEBUG"):
+        raise e
+    saved = _save_traceback()
+    first = (str(e).strip().splitlines() or [""])[0][:300]
+    console.print(f"[red]internal error:[/red] {type(e).__name__}: {escape(first)} (full traceback in "
+                  f"{saved}; SEAL_DEBUG=1 prints it here)", highlight=False, soft_wrap=True)
+    return typer.Exit(1)
 
 
 def _save_traceback() -> Path:

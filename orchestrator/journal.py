@@ -12,6 +12,7 @@ A SIGKILL can leave a torn last line; it is cut off on open (it was never acted 
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import time
@@ -101,15 +102,21 @@ class Journal:
         return self.append_many([(type_, key, fields)])[0]
 
     def append_many(self, items: list[tuple[str, str, dict[str, Any]]]) -> list[dict[str, Any]]:
-        """All or nothing: one write of all lines, then fsync."""
+        """All or nothing: one write of all lines, then fsync. A write the disk cannot take is undone (the
+        journal ends at its last whole record) and raised as an OSError naming the journal."""
         if not items:
             return []
         now = time.time()
         records = [{"type": t, "key": k, "time": now, **fields} for t, k, fields in items]
         data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode()
-        if os.write(self._fd, data) != len(data):
-            raise OSError(f"short write to {self.path}")
-        os.fsync(self._fd)
+        size = os.fstat(self._fd).st_size
+        try:
+            if os.write(self._fd, data) != len(data):  # a full disk takes part of a write, then refuses
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            os.fsync(self._fd)
+        except OSError as e:
+            os.ftruncate(self._fd, size)
+            raise OSError(e.errno, e.strerror, str(self.path)) from None
         self.records += records
         self._index.update({(r["type"], r["key"]): r for r in records})
         return records

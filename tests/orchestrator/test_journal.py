@@ -126,3 +126,30 @@ def test_relocated_moves_paths_inside_the_run_directory_and_nothing_else(tmp_pat
         "report": {"adapter_dir": str(new), "paths": [f"{old}2/adapters", "x-single-model/y"]},
         "note": f"trained in {old}",
     }
+
+
+def test_a_write_the_disk_cannot_take_is_undone_and_names_the_journal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from orchestrator import journal as journal_module
+
+    path = tmp_path / "journal.jsonl"
+    journal = Journal(path)
+    journal.append("edit", "a", text="kept")
+    before = path.read_bytes()
+    real_write = os.write
+
+    def disk_full_half_way(fd: int, data: bytes) -> int:  # what a full disk does: takes part, then refuses
+        return real_write(fd, data[: len(data) // 2])
+
+    monkeypatch.setattr(journal_module.os, "write", disk_full_half_way)
+    with pytest.raises(OSError) as raised:
+        journal.append("edit", "b", text="lost")
+    assert (raised.value.errno, raised.value.filename) == (errno.ENOSPC, str(path))
+    assert path.read_bytes() == before and journal.get("edit", "b") is None
+    monkeypatch.undo()
+    journal.append("edit", "b", text="written once space is back")
+    journal.close()
+    assert [r["key"] for r in read_journal(path)] == ["a", "b"]

@@ -234,6 +234,11 @@ def test_smollm2_teaches_gemma_a_round_across_families(gemma_dir: str, smollm2_d
     assert any(result["answer"] for report in reports for result in report["results"])  # Gemma answered
     (m_step,) = [r for r in records if r["type"] == "mstep_end"]
     assert m_step["report"]["ok"] and [row.round for row in round_rows(records)] == [0, 1]
+    # `seal distill`: the trained SmolLM2 teacher writes for Gemma, which trains on its own plain-text rendering
+    from orchestrator.distill import distill
+
+    distilled = distill(cfg.run_dir, gemma_dir, "gemma", None, 2, Console(quiet=True))
+    assert distilled.report.ok and distilled.usable >= 1 and distilled.report.tokens_trained > 0
 
 
 def test_more_rounds_on_resume_compute_only_the_new_round(tiny_config: TinyConfig, tmp_path: Path) -> None:

@@ -167,3 +167,29 @@ def test_a_bug_is_one_line_and_a_saved_traceback(
     assert output.startswith("internal error: RuntimeError: an invariant broke (full traceback in ")
     (saved,) = (tmp_path / "home" / "errors").iterdir()
     assert str(saved) in output and "raise RuntimeError" in saved.read_text()
+
+
+@pytest.mark.parametrize(
+    ("failure", "line"),
+    [
+        ("step", "error: the M-step of round 1 failed (disk); rerun with --resume to retry it"),
+        ("disk", "error: No space left on device writing /runs/x/journal.jsonl: free space, then run the same "
+                 "command again (a run: with --resume; what was journaled is kept)"),
+    ],
+)
+def test_a_failed_step_or_a_full_disk_is_one_line_and_exit_1(
+    failure: str, line: str, runs: Path, monkeypatch: pytest.MonkeyPatch, seal_cli: SealCli
+) -> None:
+    import errno
+
+    from orchestrator import loop
+    from orchestrator.session import RunError
+
+    def fails(*args: object) -> Path:
+        if failure == "step":
+            raise RunError("the M-step of round 1 failed (disk); rerun with --resume to retry it")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/runs/x/journal.jsonl")
+
+    monkeypatch.setattr(loop, "main", fails)  # where the run stops is not under test; the CLI's handler is
+    code, output = run_with(seal_cli, runs)
+    assert (code, output.strip()) == (1, line)
