@@ -6,6 +6,7 @@ SmolLM2's tokenizer, 2 rounds, N=2 × M=2, the HF teacher) is run whole once per
                      `seal run --resume` with the same command;
   worker killed      SIGKILL to the local pool's worker while it runs a job; the run goes on by itself;
   torn last line     a finished run's journal cut in the middle of its last line, then `--resume`;
+  vLLM killed        SIGKILL to the managed vLLM server mid-run (SmolLM2 teaching the tiny model); the run goes on;
   disk full          the run directory on a small tmpfs filled to the last byte after round 1's M-step: one
                      error line and exit 1, the journal whole; space freed, then `--resume`.
 
@@ -13,15 +14,13 @@ For each fault: did the run finish, is every held-out evaluation recorded exactl
 doubled), and are its outcomes (every edit's text, reward and score, the kept edits, τ per round) the
 uninterrupted run's. `SEAL_THREADS=1` so that a resumed computation is bit-identical to an uninterrupted one.
 
-Not covered here: the managed vLLM server killed mid-round (a slow test, tests/teacher/test_vllm_server.py,
-restarts it once).
-
-    .venv/bin/python benchmarks/faults.py   (about 7 min on 2 cores; nothing else running)
+    .venv/bin/python benchmarks/faults.py   (about 12 min on 2 cores; nothing else running)
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shlex
@@ -53,9 +52,10 @@ OUTCOMES = {"edit": ("text",), "report": ("score",), "reward": ("reward", "basel
             "selection": ("kept",), "evaluation": ("tau", "baseline_tau")}
 
 
-def seal_args(runs: Path, name: str, model: str, pool: str, resume: bool = False) -> list[str]:
+def seal_args(runs: Path, name: str, model: str, pool: str, resume: bool = False,
+              more: dict[str, Any] | None = None) -> list[str]:
     sets = SETTINGS | {"run.runs_dir": str(runs), "teacher.model": model, "pool.kind": pool,
-                       "pool.workers": 1 if pool == "local" else None}
+                       "pool.workers": 1 if pool == "local" else None} | (more or {})
     args = [SEAL, "run", "--name", name, "--resume" if resume else "--no-resume"]
     for key, value in sets.items():
         if value is not None:
@@ -63,9 +63,32 @@ def seal_args(runs: Path, name: str, model: str, pool: str, resume: bool = False
     return args
 
 
-def seal_run(runs: Path, name: str, model: str, pool: str, resume: bool = False) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(seal_args(runs, name, model, pool, resume), env=ENV, stdout=subprocess.DEVNULL,
+def seal_run(runs: Path, name: str, model: str, pool: str, resume: bool = False,
+             more: dict[str, Any] | None = None) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(seal_args(runs, name, model, pool, resume, more), env=ENV, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)  # a kill reaches every child
+
+
+def vllm_killed(runs: Path, tiny: str) -> dict[str, Any] | None:
+    """The managed vLLM server SIGKILLed while the run is under way (right after its first edit record): the
+    teacher restarts it once and the run goes on by itself. SmolLM2 teaches the tiny model (vLLM's CPU attention
+    has no kernel for the tiny model's 16-wide heads), against the same run uninterrupted. None without vLLM."""
+    if importlib.util.find_spec("vllm") is None:
+        return None
+    more = {"run.mode": "teacher-student", "teacher.backend": "vllm", "student.model": tiny}
+    smollm2 = str(resolve_model(SMOLLM2))
+    if not finish(seal_run(runs, "whole-vllm", smollm2, "inprocess", more=more)):
+        raise SystemExit(f"the uninterrupted vLLM run failed; see {runs / 'whole-vllm'}")
+    name, start = "vllm-killed", time.perf_counter()
+    process = seal_run(runs, name, smollm2, "inprocess", more=more)
+    reached = wait_for(runs / name / JOURNAL, "edit", process)
+    servers = [kid for kid in children(process.pid) if b"vllm" in _cmdline(kid)]
+    for server in servers:
+        os.kill(server, signal.SIGKILL)
+    at_fault = lines(runs / name / JOURNAL)
+    finished = finish(process)
+    return verdict(f"SIGKILL to the managed vLLM server mid-run ({len(servers) if reached else 0} killed)",
+                   runs / name, finished, outcomes(runs / "whole-vllm"), time.perf_counter() - start, at_fault)
 
 
 def disk_full(root: Path, model: str, reference: dict[str, Any]) -> dict[str, Any] | None:
@@ -122,13 +145,16 @@ def wait_for(journal: Path, kind: str, process: subprocess.Popen[bytes]) -> bool
     return False
 
 
-def pool_workers(pid: int) -> list[int]:
-    """The spawned worker processes among `pid`'s children (not multiprocessing's resource tracker)."""
+def children(pid: int) -> list[int]:
     try:
-        kids = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
     except OSError:
         return []
-    return [kid for kid in kids if b"spawn_main" in _cmdline(kid)]
+
+
+def pool_workers(pid: int) -> list[int]:
+    """The spawned worker processes among `pid`'s children (not multiprocessing's resource tracker)."""
+    return [kid for kid in children(pid) if b"spawn_main" in _cmdline(kid)]
 
 
 def _cmdline(pid: int) -> bytes:
@@ -213,6 +239,12 @@ def main() -> None:
         rows.append(verdict("the journal's last line torn in half", runs / name, finished, references["inprocess"],
                             time.perf_counter() - start, at_fault))
         console.print(rows[-1], highlight=False)
+        killed_server = vllm_killed(runs, model)
+        if killed_server is None:
+            console.print("[yellow]vLLM server killed: not run (vLLM is not installed)[/yellow]")
+        else:
+            rows.append(killed_server)
+            console.print(rows[-1], highlight=False)
         full = disk_full(root, model, references["inprocess"])
         if full is None:
             console.print("[yellow]disk full: not run (no mount namespace: `unshare --user --mount` failed)[/yellow]")
