@@ -202,13 +202,19 @@ class VLLMServer:
 
 
 def _last_error(log: str) -> str:
-    """The log's last exception line (for pydantic's, the validation message under it)."""
+    """The log's last exception line that is a cause (for pydantic's, the validation message under it), without
+    vLLM's "(Worker pid=…) ERROR date [file:line]" prefix. Wrappers that only point at "the root cause" above
+    (an engine that died of a worker's error) are passed over for the error they wrap."""
     lines = log.splitlines()
     for i in reversed(range(len(lines))):
-        if re.search(r"\w*(Error|Exception)\b:", lines[i]):
+        if re.search(r"\w*(Error|Exception)\b:", lines[i]) and "root cause" not in lines[i]:
             detail = lines[i + 1].strip() if i + 1 < len(lines) else ""
-            return (detail if detail.startswith("Value error") else lines[i].strip())[:300].rstrip(".")
+            line = detail if detail.startswith("Value error") else _VLLM_PREFIX.sub("", lines[i].strip())
+            return line[:300].rstrip(".")
     return ""
+
+
+_VLLM_PREFIX = re.compile(r"^\([^)]*\)\s+(ERROR|WARNING|INFO)\s+\S+\s+\S+\s+\[[^\]]*\]\s+")
 
 
 def _hint(log: str, model: str, port: int) -> str:
