@@ -82,14 +82,15 @@ def collate(batch: Sequence[Encoded], pad_id: int, pad_to: int | None = None,
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
 
-def pack(batch: Sequence[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
+def pack(batch: Sequence[Encoded], pad_id: int, width: int | None = None) -> dict[str, torch.Tensor]:
     """The batch's sequences end to end in as few rows as hold its longest one (first fit, longest first),
     so no row is longer, and no attention costs more, than in `collate`'s padded batch. Positions restart
     at each sequence and there is no attention mask: transformers then keeps attention within each
     sequence (masking_utils' packed-sequence detection; it needs `use_cache=False`). A sequence's first
     label is dropped, as a row's first token is never a target; pads end a row, continuing its last
-    sequence's positions, which its real tokens never attend to (causal attention)."""
-    width = max(len(e.input_ids) for e in batch)
+    sequence's positions, which its real tokens never attend to (causal attention). `width`: rows this long
+    instead, at least the longest sequence (batches of several jobs stacked in one pass)."""
+    width = width or max(len(e.input_ids) for e in batch)
     rows: list[list[Encoded]] = []
     for e in sorted(batch, key=lambda e: -len(e.input_ids)):
         row = next((r for r in rows if sum(len(x.input_ids) for x in r) + len(e.input_ids) <= width), None)
