@@ -5,7 +5,7 @@ Real commands on the real SmolLM2, as a user runs them:
   teacher: `seal propose --backend hf` (one passage × 2 self-edits of up to 128 tokens)
 each alone, then two started together (the same command twice, and one of each), under two thread
 policies in the same run:
-  shared: seal's default (student/cores.py): a process computing beside another takes its share of the
+  shared: seal's default (runtime/cores.py): a process computing beside another takes its share of the
           cores, at every training and decoding step
   fixed:  `SEAL_THREADS=<all cores>` in both, torch's default of a thread per core each: the code path
           before core sharing (the baseline)
@@ -31,7 +31,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from student.cores import usable_cores
+from runtime.devices import usable_cores
 
 DATA = Path(__file__).parents[2] / "shared/data/seal/general-knowledge/data/synthetic_data/eval/base_val.json"
 OUT = Path(__file__).parent / "results" / "contention.json"

@@ -300,11 +300,12 @@ def distill_cmd(
 def _step_failures() -> Iterator[None]:
     """A step that failed (not a user mistake): one line, exit 1; the journal keeps what was done."""
     from orchestrator.session import RunError
+    from runtime.devices import DeviceError
     from student.pool import PoolError
 
     try:
         yield
-    except (RunError, PoolError) as e:
+    except (RunError, PoolError, DeviceError) as e:
         console.print(f"[red]error:[/red] {escape(str(e))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
 

@@ -345,7 +345,7 @@ class Plan:
 def make_plan(cfg: SealConfig, title: str, gpus: int | None = None, gpu_memory_gib: float = 80.0) -> Plan:
     """The plan for `gpus` visible GPUs (None: this machine's), each with `gpu_memory_gib`."""
     if gpus is None:
-        from student.pools.local import visible_gpus
+        from runtime.devices import visible_gpus
 
         visible = visible_gpus("auto")
     else:

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 def place_roles(cfg: SealConfig, teacher_heads: int | None = None) -> Placement:
     """The placement on this machine's visible GPUs; `teacher_heads` checks the tensor-parallel size."""
-    from student.pools.local import visible_gpus
+    from runtime.devices import visible_gpus
 
     return place(cfg, visible_gpus("auto"), teacher_heads)
 

@@ -24,7 +24,7 @@ from accelerate import Accelerator
 from torch.utils.data import DataLoader
 from transformers import PreTrainedTokenizerBase, get_linear_schedule_with_warmup
 
-from student.cores import rebalance
+from runtime.cores import rebalance
 from student.messages import TrainingExample, TrainSpec
 
 IGNORE = -100  # label that the loss skips

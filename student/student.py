@@ -31,8 +31,9 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from peft.tuners.lora import LoraLayer
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase, StoppingCriteriaList
 
+from runtime.cores import RebalanceEachStep, computing
+from runtime.precision import bf16_native, bf16_wanted
 from student.adapters import load_lora_weights, merge_adapter, save_adapter
-from student.cores import RebalanceEachStep, computing
 from student.messages import (
     Job,
     LoRASpec,
@@ -48,7 +49,6 @@ from student.messages import (
     TrainSpec,
 )
 from student.metrics import score
-from student.precision import bf16_wanted
 from student.sft import SFTResult, prompt_ids, train_lora
 
 EVAL_BATCH = 16  # probes per generate() call
@@ -61,15 +61,15 @@ class Student:
                  stack_base_adapter: bool = False, bf16: bool | None = None) -> None:
         """`model`: a local folder or a Hub id. `device`: "cpu", "cuda", "cuda:N", or None for
         accelerate's choice (a GPU when there is one). `stack_base_adapter`: see the module docstring.
-        `bf16`: None = where the device supports it, unless SEAL_PRECISION=fp32 (student/precision.py);
+        `bf16`: None = where the device supports it, unless SEAL_PRECISION=fp32 (runtime/precision.py);
         False = fp32 throughout (exact comparisons)."""
         if threads:
             torch.set_num_threads(threads)
         on_cpu = device == "cpu" or not torch.cuda.is_available()
-        self.on_cpu = on_cpu  # then jobs share the cores with other seal processes (student.cores)
+        self.on_cpu = on_cpu  # then jobs share the cores with other seal processes (runtime.cores)
         if device and device.startswith("cuda:"):
             torch.cuda.set_device(device)
-        bf16 = bf16_wanted(_bf16_supported(on_cpu)) if bf16 is None else bf16
+        bf16 = bf16_wanted(bf16_native(on_cpu)) if bf16 is None else bf16
         self.accelerator = Accelerator(cpu=on_cpu, mixed_precision="bf16" if bf16 else "no")
         self.tokenizer = AutoTokenizer.from_pretrained(model)
         base = AutoModelForCausalLM.from_pretrained(model, dtype=torch.bfloat16 if bf16 else torch.float32)
@@ -292,9 +292,3 @@ def _lora_config(spec: LoRASpec) -> LoraConfig:
     return LoraConfig(r=spec.r, lora_alpha=spec.alpha, lora_dropout=spec.dropout,
                       target_modules=list(spec.target_modules), task_type="CAUSAL_LM")
 
-
-def _bf16_supported(on_cpu: bool) -> bool:
-    if not on_cpu:
-        return torch.cuda.is_bf16_supported()
-    # oneDNN's own check (AVX512-BF16/AMX, or AVX512 emulation): what autocast on CPU runs on
-    return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()

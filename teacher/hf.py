@@ -13,12 +13,13 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, StoppingCriteriaList
+from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessorList, StoppingCriteriaList
 
-from student.cores import RebalanceEachStep, computing
-from student.precision import bf16_wanted
+from runtime.cores import RebalanceEachStep, computing
+from runtime.precision import bf16_native, bf16_wanted
 from teacher.adapters import check_adapter
 from teacher.base import Proposal, Sampling, TeacherPrompt
+from teacher.sampling import NucleusSampler
 
 
 class Network(Protocol):
@@ -38,7 +39,7 @@ class HFTeacher:
         max_batch_sequences: int = 64, threads: int | None = None, network: Network | None = None,
     ) -> None:
         """`model`: a folder or Hub id (its tokenizer, and its weights unless `network` is given). `dtype`:
-        None = bf16 unless SEAL_PRECISION=fp32 (student/precision.py)."""
+        None = bf16 where the hardware has it, as the student decides (runtime/precision.py)."""
         if threads:
             torch.set_num_threads(threads)
         self.tokenizer = AutoTokenizer.from_pretrained(model, padding_side="left")
@@ -47,7 +48,8 @@ class HFTeacher:
         self.network = network
         if network is None:
             self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-            dtype = dtype or (torch.bfloat16 if bf16_wanted(True) else torch.float32)
+            on_cpu = torch.device(self.device).type == "cpu"
+            dtype = dtype or (torch.bfloat16 if bf16_wanted(bf16_native(on_cpu)) else torch.float32)
             self.model: Any = AutoModelForCausalLM.from_pretrained(model, dtype=dtype).to(self.device).eval()
         else:
             self.device, self.model = network.device, network
@@ -95,22 +97,22 @@ class HFTeacher:
 
     @torch.inference_mode()
     def _generate(self, prompts: list[TeacherPrompt], s: Sampling) -> list[list[Proposal]]:
-        batch = self.tokenizer.pad({"input_ids": [self._tokens(p) for p in prompts]}, return_tensors="pt")
         greedy = s.temperature == 0
-        options = {"do_sample": False} if greedy else {
-            "do_sample": True, "temperature": s.temperature, "top_p": s.top_p, "top_k": 0,
-            "num_return_sequences": s.n,
-        }
+        rows = [self._tokens(p) for p in prompts for _ in range(1 if greedy else s.n)]
+        batch = self.tokenizer.pad({"input_ids": rows}, return_tensors="pt")
+        options: dict[str, Any] = {"do_sample": False}  # a sampled token is drawn by NucleusSampler
+        if not greedy:
+            options["logits_processor"] = LogitsProcessorList([NucleusSampler(s.temperature, s.top_p)])
         if s.stop:
             options |= {"stop_strings": list(s.stop), "tokenizer": self.tokenizer}
         out = self.model.generate(
             **batch.to(self.device), max_new_tokens=s.max_tokens, pad_token_id=self.tokenizer.pad_token_id,
             stopping_criteria=StoppingCriteriaList([RebalanceEachStep()]), **options,
         )
-        rows = [self._proposal(row.tolist(), s.stop) for row in out[:, batch["input_ids"].shape[1] :]]
-        if greedy:  # one greedy answer stands for all n (transformers refuses n > 1 without beams)
-            return [[row] * s.n for row in rows]
-        return [rows[i : i + s.n] for i in range(0, len(rows), s.n)]
+        proposals = [self._proposal(row.tolist(), s.stop) for row in out[:, batch["input_ids"].shape[1] :]]
+        if greedy:  # one greedy answer stands for all n
+            return [[row] * s.n for row in proposals]
+        return [proposals[i : i + s.n] for i in range(0, len(proposals), s.n)]
 
     def _tokens(self, prompt: TeacherPrompt) -> list[int]:
         """Token ids as vLLM builds them: chat through the template, plain text with special tokens."""

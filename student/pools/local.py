@@ -25,6 +25,7 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from runtime.devices import usable_cores, visible_gpus
 from student.messages import Job
 from student.pool import PoolError, WorkerFactory, error_text, worker_name
 from student.pools.slots import Outcome, Ready, SlotPool
@@ -59,7 +60,7 @@ class LocalPool(SlotPool):
         super().__init__(workers, job_timeout)
         self.model = model
         self.gpus = list(gpus) if gpus is not None else visible_gpus(device)
-        self.threads = threads_per_worker or max(1, cpu_count() // workers)
+        self.threads = threads_per_worker or max(1, usable_cores() // workers)
         self._factory = pickle.dumps(worker_factory)  # unpickled in the child after its environment is set
         self._context = get_context("spawn")
         self._workers = [self._spawn(slot) for slot in range(workers)]
@@ -178,28 +179,6 @@ def _stop(worker: _Process) -> None:
         worker.process.kill()
     worker.process.join()
     worker.conn.close()
-
-
-def visible_gpus(device: str) -> list[str]:
-    """CUDA_VISIBLE_DEVICES entries, one per GPU the pool may use; empty on the CPU."""
-    if device not in ("auto", "cuda", "cpu"):
-        raise ValueError(f"unknown device '{device}': use auto, cuda or cpu")
-    if device == "cpu":
-        return []
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        gpus = [d.strip() for d in visible.split(",") if d.strip()]
-    else:
-        import torch  # counting GPUs does not create a CUDA context here, and children are spawned anyway
-
-        gpus = [str(i) for i in range(torch.cuda.device_count())]
-    if device == "cuda" and not gpus:
-        raise PoolError("device 'cuda' asked for, but no GPU is visible: use device 'cpu' or 'auto'")
-    return gpus
-
-
-def cpu_count() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def exit_text(code: int | None) -> str:

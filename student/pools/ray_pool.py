@@ -26,9 +26,9 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from runtime.devices import usable_cores
 from student.messages import Job, Report
 from student.pool import PoolError, WorkerFactory, error_text, worker_name
-from student.pools.local import cpu_count
 from student.pools.slots import Outcome, Ready, SlotPool
 
 
@@ -155,7 +155,7 @@ def connect_ray(address: str | None, num_cpus: int | None = None, gpus: Sequence
         ray.init(address=address, logging_level="WARNING")
         return False
     with _visible_gpus(gpus):  # read by the Ray processes ray.init starts, and only then
-        ray.init(num_cpus=num_cpus or cpu_count(), num_gpus=None if gpus is None else len(gpus),
+        ray.init(num_cpus=num_cpus or usable_cores(), num_gpus=None if gpus is None else len(gpus),
                  include_dashboard=False, logging_level="WARNING")
     if (ip := ray.util.get_node_ip_address()) != "127.0.0.1":
         warnings.warn(f"ray was imported before the pool started it, so Ray listens on {ip}", stacklevel=2)

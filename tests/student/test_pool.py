@@ -19,11 +19,12 @@ from pathlib import Path
 import psutil
 import pytest
 
+from runtime.devices import visible_gpus
 from student.messages import Job, LoRASpec, Probe, Report, StudentJob, StudentReport, TrainingExample, TrainSpec
 from student.pool import ATTEMPTS, PoolError
 from student.pools import make_pool
 from student.pools.inprocess import InProcessPool
-from student.pools.local import LocalPool, visible_gpus
+from student.pools.local import LocalPool
 from student.pools.slots import Outcome, Ready, SlotPool
 from student.student import Student
 

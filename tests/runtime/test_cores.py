@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 
-from student import cores, sft
+from runtime import cores
+from student import sft
 from student.messages import Probe, StudentJob, TrainingExample, TrainSpec
 from student.student import Student
 
@@ -18,7 +20,7 @@ from student.student import Student
 OTHER = """
 import sys
 from pathlib import Path
-from student import cores
+from runtime import cores
 cores.MARKS = Path(sys.argv[1])
 with cores.computing():
     print("computing", flush=True)
@@ -32,6 +34,7 @@ def marks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     threads = torch.get_num_threads()
     monkeypatch.setattr(cores, "MARKS", tmp_path / "marks")
     monkeypatch.setattr(cores, "usable_cores", lambda: 4)
+    monkeypatch.setattr(cores, "busy_elsewhere", lambda: 0.0)  # whatever else the machine runs meanwhile
     monkeypatch.delenv("SEAL_THREADS", raising=False)
     torch.set_num_threads(4)
     yield tmp_path / "marks"
@@ -59,6 +62,28 @@ def test_alone_a_process_keeps_its_threads_and_beside_others_takes_its_share(mar
         cores.rebalance(now=True)
         assert torch.get_num_threads() == 4
     assert list(marks.iterdir()) == []  # ours is gone too
+
+
+def test_beside_a_program_that_is_not_seal_a_process_takes_the_cores_it_leaves(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real CPU-bound programs on all cores but one, carrying no mark: within a look or two, one thread."""
+    monkeypatch.setattr(cores, "MARKS", tmp_path / "marks")
+    monkeypatch.delenv("SEAL_THREADS", raising=False)
+    threads, usable = torch.get_num_threads(), cores.usable_cores()
+    spin = "import time\nend = time.time() + 30\nwhile time.time() < end: pass"
+    others = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(usable - 1)]
+    try:
+        torch.set_num_threads(usable)
+        with cores.computing():
+            for _ in range(3):
+                time.sleep(0.3)
+                cores.rebalance(now=True)
+            assert torch.get_num_threads() == 1
+    finally:
+        for other in others:
+            other.kill()
+            other.wait()
+        torch.set_num_threads(threads)
 
 
 def test_marks_of_dead_processes_and_reused_pids_are_removed(marks: Path) -> None:
