@@ -256,6 +256,12 @@ class RestemConfig(Section):
     (ARC); domain: the domain's choice."""
     keep_non_improving: bool = False
     """Keep a selected edit even when it does not beat its baseline (the SEAL reference does)."""
+    baseline: Literal["domain", "no_adaptation", "context"] = "domain"
+    """What a kept edit must beat. no_adaptation: the student's τ without training (the paper; an edit trained
+    together with its passage nearly always beats it). context: the τ of the student trained on the context
+    alone (knowledge: the passage), with the same LoRA seeds and probes, so only edits that teach more than
+    the passage are kept (one more student job per context and repeat). domain: the domain's choice
+    (knowledge: context; ARC: no_adaptation, its contexts have no training data of their own)."""
     lora: Annotated[LoRASpec, CheckedBy(LoRAFields)] = LoRASpec(r=64, alpha=128, target_modules=ALL_LINEAR)
     """The teacher's M-step adapter (the paper: r=64, alpha=128, all linear layers)."""
     train: MStepTrain = MStepTrain(

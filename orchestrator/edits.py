@@ -8,12 +8,14 @@ requests in flight), which shares every decoding step (benchmarks/teacher_throug
 ways). A batch's edits depend on every prompt in it (one random stream, and
 left padding), so batches are fixed slices of the phase's context list, seeded per (phase, round, the
 batch's contexts), and journaled in one all-or-nothing write: a restart finds each batch whole or
-missing and resamples a missing one exactly. Each job is seeded per (round, context, edit, repeat).
-What a restart recomputes is what the interrupted run would have computed.
+missing and resamples a missing one exactly. Each job is seeded per (context, repeat): every edit of a
+context, in every round, and the context alone start from the same LoRA, so their differences are the
+data's, not the initialisation's. What a restart recomputes is what the interrupted run would have computed.
 
-Journal keys: an edit is `{phase}/r{round}/{context}/e{i}`, its jobs `{edit}/s{repeat}`, and a
-context's baseline `baseline/{student base}/{context}` — once per context and student base, so in
-teacher–student mode (fixed student) each context's baseline is computed once per run.
+Journal keys: an edit is `{phase}/r{round}/{context}/e{i}`, its jobs `{edit}/s{repeat}`, a context's
+baseline `baseline/{student base}/{context}`, and the student trained on the context alone (the bar
+with restem.baseline = "context") `alone/{student base}/{context}/s{repeat}` — once per context and
+student base, so in teacher–student mode (fixed student) each is computed once per run.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class EditWork:
     train: TrainSpec
     student_base: TeacherAdapter | None  # the adapter students adapt (single-model), None: the base model
     stream: bool  # students start on a context's edits as soon as they are written (the placement says)
+    against_alone: bool  # an edit must beat the student trained on its context alone (restem.baseline)
 
 
 @dataclass(frozen=True)
@@ -196,17 +199,21 @@ def apply_edits(w: EditWork, phase: Phase, round_: int, edits: Sequence[Edit], r
 
 
 def _pending(w: EditWork, phase: Phase, edits: Sequence[Edit], repeats: int) -> list[tuple[StudentJob, Any]]:
-    """The edits' jobs not journaled yet, each with its context: `repeats` per usable edit, and one
-    baseline per context."""
+    """The edits' jobs not journaled yet, each with its context: `repeats` per usable edit, one baseline
+    per context, and `repeats` of the context alone where edits must beat it."""
     base = w.student_base
     jobs: dict[str, tuple[StudentJob, Any]] = {}
     for e in edits:
         baseline = baseline_key(base, e.context_id)
         jobs.setdefault(baseline, (_job(w, phase, baseline, e.context, None), e.context))
+        for r in range(repeats if w.against_alone else 0):
+            alone = alone_key(base, e.context_id, r)
+            if alone not in jobs:
+                data = w.domain.context_alone(e.context, w.train)
+                jobs[alone] = (_job(w, phase, alone, e.context, data, _seed(w, e.context_id, r)), e.context)
         for r in range(repeats if e.parsed else 0):
             job_id = f"{e.key}/s{r}"
-            seed = derive_seed(w.seed, "student", job_id)
-            jobs[job_id] = (_job(w, phase, job_id, e.context, e.parsed, seed), e.context)
+            jobs[job_id] = (_job(w, phase, job_id, e.context, e.parsed, _seed(w, e.context_id, r)), e.context)
     return [(job, ctx) for job_id, (job, ctx) in jobs.items() if w.journal.get("report", job_id) is None]
 
 
@@ -217,19 +224,26 @@ def _scored(w: EditWork, phase: Phase, round_: int, edits: Sequence[Edit], repea
     def score(job_id: str) -> float:
         return w.journal.get("report", job_id)["score"]  # type: ignore[index]
 
+    def alone(context_id: str) -> float | None:
+        return mean(score(alone_key(base, context_id, r)) for r in range(repeats)) if w.against_alone else None
+
     scored = [
         Scored(
             e.context_id, e.index, mean(score(f"{e.key}/s{r}") for r in range(repeats)) if e.parsed else 0.0,
-            score(baseline_key(base, e.context_id)), e.parsed is not None,
+            score(baseline_key(base, e.context_id)), e.parsed is not None, alone(e.context_id),
         )
         for e in edits
     ]
     w.journal.append_many([
         ("reward", e.key, {"phase": phase, "round": round_, "reward": x.reward, "baseline": x.baseline,
-                           "parsed": x.parsed})
+                           "alone": x.alone, "parsed": x.parsed})
         for e, x in zip(edits, scored, strict=True) if w.journal.get("reward", e.key) is None
     ])
     return scored
+
+
+def _seed(w: EditWork, context_id: str, repeat: int) -> int:
+    return derive_seed(w.seed, "student", context_id, repeat)
 
 
 def _job(w: EditWork, phase: Phase, job_id: str, context: Any, parsed: ParsedEdit | None, seed: int = 0
@@ -246,6 +260,11 @@ def _job(w: EditWork, phase: Phase, job_id: str, context: Any, parsed: ParsedEdi
 def baseline_key(base: TeacherAdapter | None, context_id: str) -> str:
     """Round k's adapter → round-k; the fixed student (or the untrained teacher) → base."""
     return f"baseline/{f'round-{base.round}' if base else 'base'}/{context_id}"
+
+
+def alone_key(base: TeacherAdapter | None, context_id: str, repeat: int) -> str:
+    """The student trained on the context alone, with repeat `repeat`'s seed."""
+    return f"alone/{f'round-{base.round}' if base else 'base'}/{context_id}/s{repeat}"
 
 
 def _run(w: EditWork, phase: Phase, pending: Iterable[tuple[StudentJob, Any]], description: str, total: int) -> None:

@@ -2,8 +2,9 @@
 
     for round k = 1..R:
         sample N contexts C; the teacher writes M self-edits SE for each       (E-step)
-        a student applies each SE (fresh LoRA, `eval_times` seeds) → τ; reward vs the context's baseline
-        keep the best SE per context if it beats the baseline (or every improving one: ARC)
+        a student applies each SE (fresh LoRA, `eval_times` seeds) → τ; reward vs the context's bar
+          (the student trained on C alone, or the unadapted student: restem.baseline)
+        keep the best SE per context if it beats the bar (or every improving one: ARC)
         SFT the teacher on (prompt(C) → kept SE), loss on SE only              (M-step)
         the teacher generates with its new adapter; measure held-out τ
 
@@ -81,9 +82,11 @@ def _selection(s: Session, k: int, scored: list[Scored], keys: list[str]) -> set
     record = s.journal.get("selection", f"r{k}")
     if record is None:
         kept = set(select(scored, s.selection, s.cfg.restem.keep_non_improving))
-        record = s.journal.append("selection", f"r{k}", round=k, rule=s.selection,
+        contexts = len({x.context_id for x in scored})
+        record = s.journal.append("selection", f"r{k}", round=k, rule=s.selection, contexts=contexts,
                                   kept=[key for key, x in zip(keys, scored, strict=True) if x in kept])
-        s.metrics.log(k, {f"train/{name}": value for name, value in summarize(scored).items()})
+        s.metrics.log(k, {f"train/{name}": value for name, value in summarize(scored).items()}
+                      | {"train/kept_per_context": len(record["kept"]) / max(1, contexts)})
     return set(record["kept"])
 
 
@@ -125,9 +128,14 @@ def held_out_tau(s: Session, k: int, adapter: TeacherAdapter | None) -> None:
     contexts = dict.fromkeys(x.context_id for x in scored)
     per_context = {cid: mean(x.reward for x in scored if x.context_id == cid) for cid in contexts}
     baselines = {x.context_id: x.baseline for x in scored}
+    alone = {x.context_id: x.alone for x in scored if x.alone is not None}
     tau, baseline = mean(per_context.values()), mean(baselines.values())
+    alone_tau = mean(alone.values()) if alone else None
     parse_failures = mean(0.0 if x.parsed else 1.0 for x in scored)
     s.journal.append("evaluation", f"r{k}", round=k, tau=tau, baseline_tau=baseline, per_context=per_context,
-                     baselines=baselines, parse_failures=parse_failures, adapter=adapter.path if adapter else None)
-    s.metrics.log(k, {"eval/tau": tau, "eval/baseline_tau": baseline, "eval/parse_failures": parse_failures})
-    s.console.print(f"round {k}: held-out τ = {tau:.3f} (baseline {baseline:.3f})", highlight=False)
+                     baselines=baselines, alone_tau=alone_tau, alone=alone or None, parse_failures=parse_failures,
+                     adapter=adapter.path if adapter else None)
+    s.metrics.log(k, {"eval/tau": tau, "eval/baseline_tau": baseline, "eval/parse_failures": parse_failures}
+                  | ({"eval/alone_tau": alone_tau} if alone_tau is not None else {}))
+    also = f", context alone {alone_tau:.3f}" if alone_tau is not None else ""
+    s.console.print(f"round {k}: held-out τ = {tau:.3f} (baseline {baseline:.3f}{also})", highlight=False)

@@ -25,13 +25,16 @@ from orchestrator.journal import JOURNAL, read_journal
 class RoundRow:
     round: int
     reward: float | None = None  # E-step mean reward (none for round 0)
-    baseline: float | None = None
-    improved: float | None = None
+    baseline: float | None = None  # the unadapted student's τ
+    alone: float | None = None  # the τ of the student trained on the context alone (restem.baseline = "context")
+    improved: float | None = None  # share of edits that beat their bar (alone where measured, else baseline)
     parse_failures: float | None = None
     kept: int | None = None
+    contexts: int | None = None  # the round's training contexts: at most one edit each is kept (best_of_m)
     mstep_loss: float | None = None
     tau: float | None = None  # held-out τ after this round
     baseline_tau: float | None = None
+    alone_tau: float | None = None
     tau_gain: Estimate | None = None  # paired: τ − round 0's τ on the same contexts, 95% bootstrap interval
 
 
@@ -65,18 +68,27 @@ def _row(
     evaluation: dict[str, Any] | None, tau_gain: Estimate | None,
 ) -> RoundRow:
     losses = (mstep or {}).get("report", {}).get("epoch_losses") or [None]
+    alone = [r["alone"] for r in rewards if r.get("alone") is not None]
     return RoundRow(
         round=k,
         reward=mean(r["reward"] for r in rewards) if rewards else None,
         baseline=mean(r["baseline"] for r in rewards) if rewards else None,
-        improved=mean(r["reward"] > r["baseline"] for r in rewards) if rewards else None,
+        alone=mean(alone) if alone else None,
+        improved=mean(r["reward"] > _bar(r) for r in rewards) if rewards else None,
         parse_failures=mean(not r["parsed"] for r in rewards) if rewards else None,
         kept=len(selection["kept"]) if selection else None,
+        contexts=selection.get("contexts") if selection else None,
         mstep_loss=losses[-1],
         tau=evaluation["tau"] if evaluation else None,
         baseline_tau=evaluation["baseline_tau"] if evaluation else None,
+        alone_tau=evaluation.get("alone_tau") if evaluation else None,
         tau_gain=tau_gain,
     )
+
+
+def _bar(reward: dict[str, Any]) -> float:
+    """What the edit had to beat: the context alone where the run measured it, else no adaptation."""
+    return reward["baseline"] if reward.get("alone") is None else reward["alone"]
 
 
 def per_context(records: Sequence[dict[str, Any]]) -> dict[str, dict[int, float]]:
@@ -98,16 +110,26 @@ def _fmt(value: float | int | None, spec: str = ".3f") -> str:
 
 def rounds_table(rows: Sequence[RoundRow], title: str) -> Table:
     table = Table(title=title)
-    # E-step: mean reward and baseline, share improving, share unparsed, kept; M-step loss; held-out τ.
-    for name in ("round", "reward", "base", "better", "unparsed", "kept", "loss", "τ", "τ base", "τ − r0 (95% CI)"):
+    # E-step: mean reward, the unadapted student's and the context-alone student's τ, share beating the bar,
+    # share unparsed, kept of contexts; M-step loss; held-out τ against the same two.
+    names = ("round", "reward", "base", "alone", "better", "unparsed", "kept", "loss", "τ", "τ base", "τ alone",
+             "τ − r0 (95% CI)")
+    for name in names:
         table.add_column(name, justify="right")
     for r in rows:
         table.add_row(
-            str(r.round), _fmt(r.reward), _fmt(r.baseline), _fmt(r.improved, ".0%"),
-            _fmt(r.parse_failures, ".0%"), _fmt(r.kept, "d"), _fmt(r.mstep_loss), _fmt(r.tau),
-            _fmt(r.baseline_tau), _gain(r.tau_gain),
+            str(r.round), _fmt(r.reward), _fmt(r.baseline), _fmt(r.alone), _fmt(r.improved, ".0%"),
+            _fmt(r.parse_failures, ".0%"), kept_text(r), _fmt(r.mstep_loss), _fmt(r.tau),
+            _fmt(r.baseline_tau), _fmt(r.alone_tau), _gain(r.tau_gain),
         )
     return table
+
+
+def kept_text(r: RoundRow) -> str:
+    """Kept edits of the round's contexts: "3/4"."""
+    if r.kept is None:
+        return "–"
+    return f"{r.kept}/{r.contexts}" if r.contexts else str(r.kept)
 
 
 def _gain(g: Estimate | None) -> str:

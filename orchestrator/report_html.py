@@ -43,7 +43,7 @@ from orchestrator.evaluation.edit_files import EditFile
 from orchestrator.evaluation.held_out import regrade
 from orchestrator.evaluation.tables import Estimate
 from orchestrator.journal import CONFIG, JOURNAL, TeacherAdapter, read_journal, trained_adapter
-from orchestrator.report import RoundRow, gains_over_round_0, per_context, round_rows
+from orchestrator.report import RoundRow, gains_over_round_0, kept_text, per_context, round_rows
 
 Record = dict[str, Any]
 REPORT = "report.html"
@@ -694,7 +694,7 @@ def _passages(cells: Iterable[Mapping[str, Any]], passages: Mapping[str, Any], e
 def _environment() -> Environment:
     env = Environment(loader=PackageLoader("orchestrator", "templates"), autoescape=True, undefined=StrictUndefined,
                       trim_blocks=True, lstrip_blocks=True)
-    env.filters |= {"num": _num, "ci": _ci, "seconds": _seconds, "when": _when}
+    env.filters |= {"num": _num, "ci": _ci, "seconds": _seconds, "when": _when, "kept": kept_text}
     return env
 
 

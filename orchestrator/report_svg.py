@@ -24,8 +24,11 @@ def reward_figure(rewards: Mapping[int, Estimate], rows: Sequence[RoundRow], pre
     trained = [r for r in rows if r.reward is not None]
     _interval(left, list(rewards.items()), "E-step reward", [f"#{prefix}train-r{k}" for k in rewards])
     left.plot([r.round for r in trained], [r.baseline for r in trained], linestyle=":", marker="o", label="baseline")
+    alone = [r for r in trained if r.alone is not None]
+    if alone:
+        left.plot([r.round for r in alone], [r.alone for r in alone], linestyle="--", marker="o", label="context alone")
     _round_axes(left, "reward per round: mean over contexts (95% CI)", list(rewards))
-    for field, label in (("improved", "better than baseline"), ("parse_failures", "parse failures")):
+    for field, label in (("improved", "better than its bar"), ("parse_failures", "parse failures")):
         right.plot([r.round for r in trained], [getattr(r, field) for r in trained], marker="o", label=label)
     right.set_ylim(-0.05, 1.05)
     _round_axes(right, "share of edits", [r.round for r in trained])

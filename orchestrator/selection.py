@@ -1,7 +1,9 @@
 """ReST^EM's filter: which self-edits the M-step trains the teacher on.
 
 `best_of_m` is the paper's knowledge rule: per context, the edit with the highest reward (the first
-one on ties, as the reference sorts), kept only if it beats the context's baseline — the reference
+one on ties, as the reference sorts), kept only if it beats the context's bar: the unadapted student's
+τ (the paper), or with restem.baseline = "context" the τ of the student trained on the context alone
+(an edit that teaches nothing beyond the passage is then never kept) — the reference
 keeps it regardless, which `keep_non_improving` reproduces. `all_positive` is the ARC rule: every
 edit that beats the baseline (binary rewards: every solved task); with `keep_non_improving`, every
 edit with a positive reward. Edits that did not parse are never kept.
@@ -23,10 +25,15 @@ class Scored:
     reward: float  # mean τ over the edit's repeats; 0 for a parse failure
     baseline: float  # τ of the unadapted student on the same context
     parsed: bool = True
+    alone: float | None = None  # mean τ of the student trained on the context alone, where it is the bar
+
+    @property
+    def bar(self) -> float:
+        return self.baseline if self.alone is None else self.alone
 
     @property
     def improves(self) -> bool:
-        return self.reward > self.baseline
+        return self.reward > self.bar
 
 
 def select(scored: Sequence[Scored], rule: Rule, keep_non_improving: bool = False) -> list[Scored]:
@@ -41,11 +48,14 @@ def select(scored: Sequence[Scored], rule: Rule, keep_non_improving: bool = Fals
 
 
 def summarize(scored: Sequence[Scored]) -> dict[str, float]:
-    """Round statistics: mean reward and baseline, share of edits that improve, share that did not parse."""
+    """Round statistics: mean reward and baselines, share of edits that beat their bar, share that did not
+    parse."""
     n = len(scored) or 1
+    alone = [s.alone for s in scored if s.alone is not None]
     return {
         "reward": sum(s.reward for s in scored) / n,
         "baseline": sum(s.baseline for s in scored) / n,
+        **({"alone": sum(alone) / len(alone)} if alone else {}),
         "improved": sum(s.improves for s in scored) / n,
         "parse_failures": sum(not s.parsed for s in scored) / n,
     }

@@ -95,6 +95,7 @@ class Session:
             domain=self.domain, teacher=self.teacher, pool=self.pool, journal=self.journal, phases=self.phases,
             seed=c.run.seed, sampling=c.teacher.sampling, lora=c.student.lora, train=c.student.train,
             student_base=adapter if c.run.mode == "single-model" else None, stream=self.inputs.placement.stream,
+            against_alone=baseline_kind(c, self.domain) == "context",
         )
 
     def trainer(self) -> Pool:
@@ -121,10 +122,19 @@ def selection_rule(cfg: SealConfig, domain: Domain[Any]) -> Rule:
     return getattr(domain, "default_selection", "best_of_m") if rule == "domain" else rule
 
 
+def baseline_kind(cfg: SealConfig, domain: Domain[Any]) -> str:
+    """restem.baseline, with "domain" resolved to the domain's own bar."""
+    kind = cfg.restem.baseline
+    return getattr(domain, "default_baseline", "no_adaptation") if kind == "domain" else kind
+
+
 def check_inputs(cfg: SealConfig) -> Inputs:
     data = cfg.data
     teacher_model, student_model = resolve_model(cfg.teacher.model), resolve_model(cfg.student_model)
     domain = run_domain(cfg, student_model, teacher_model)
+    if cfg.restem.baseline == "context" and getattr(domain, "default_baseline", None) != "context":
+        raise ConfigError(f'restem.baseline = "context": the {domain.name} domain\'s contexts have no training '
+                          'data of their own; use "no_adaptation" or "domain"')
     held_out = _contexts(cfg, "eval", data.eval_path)
     if data.n_eval > len(held_out):
         raise ConfigError(f"data.n_eval = {data.n_eval} but the held-out data has {len(held_out)} contexts")

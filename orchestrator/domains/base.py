@@ -35,6 +35,11 @@ class Domain(Protocol[C]):
         """Raises ParseFailure with a one-line reason for an unusable edit."""
         ...
 
+    def context_alone(self, context: C, train: TrainSpec) -> ParsedEdit | None:
+        """What a student trains on without any self-edit (knowledge: the passage), the bar an edit must
+        beat with restem.baseline = "context"; None where a context has no training data of its own."""
+        ...
+
     def probes(self, context: C) -> tuple[Probe, ...]: ...
 
     def scoring(self, purpose: Purpose) -> ProbeScoring:

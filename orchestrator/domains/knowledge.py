@@ -34,7 +34,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from orchestrator.domains.base import ParsedEdit, ParseFailure
 from orchestrator.errors import DataError, read_user_json
@@ -233,6 +233,7 @@ class KnowledgeDomain:
     """How the teacher is asked (a chat, or a base model's document to continue): set by the run from the
     teacher's tokenizer."""
     name: str = "knowledge"
+    default_baseline: ClassVar[str] = "context"  # an edit is worth keeping if it teaches more than the passage
 
     def __post_init__(self) -> None:
         for option, value, allowed in (("metric", self.metric, METRICS), ("reward", self.reward, METRICS),
@@ -258,7 +259,8 @@ class KnowledgeDomain:
 
     def parse_edit(self, context: Passage, text: str, train: TrainSpec) -> ParsedEdit:
         """The edit's training examples (one per line, or per question–answer pair), then the passage
-        itself, as the paper trains."""
+        itself, as the paper trains. A repeated example is trained once: an edit that only restates the
+        passage trains exactly what `context_alone` does."""
         if not text.strip():
             raise ParseFailure("empty self-edit")
         if self.edit_format == "self-qa":
@@ -271,7 +273,11 @@ class KnowledgeDomain:
             if not lines:
                 raise ParseFailure("no usable line in the self-edit (only list marks, headers or boilerplate)")
             examples = tuple(self.fact_example(context, line) for line in lines)
-        return ParsedEdit(examples=(*examples, self.fact_example(context, context.context)), train=train)
+        return ParsedEdit(examples=tuple(dict.fromkeys((*examples, self.fact_example(context, context.context)))),
+                          train=train)
+
+    def context_alone(self, context: Passage, train: TrainSpec) -> ParsedEdit:
+        return ParsedEdit(examples=(self.fact_example(context, context.context),), train=train)
 
     def probes(self, context: Passage) -> tuple[Probe, ...]:
         cid = self.context_id(context)

@@ -273,6 +273,8 @@ def cli_run(seal_cli: CliRun) -> CliRun:
         ("", ["--mode", "solo"], "--mode: Input should be 'single-model' or 'teacher-student'"),
         ("[data.options]\nmetrik = \"f1\"\n", [],
          "data.options: unknown option 'metrik' for domain knowledge (did you mean 'metric'?)"),
+        ("[data]\ndomain = \"arc\"\n[restem]\nbaseline = \"context\"\n", [],
+         'restem.baseline = "context": the arc domain\'s contexts have no training data of their own'),
     ],
 )
 def test_cli_rejects_bad_input_with_one_line_and_writes_nothing(
@@ -346,3 +348,17 @@ def test_the_inner_loop_defaults_are_the_regime_benchmark_s_choice() -> None:
     assert cfg.student.train == TrainSpec(lr=3e-3, epochs=3, batch_size=4, loss_on="completion", max_new_tokens=32)
     quickstart = load_config(Path(__file__).resolve().parents[2] / "configs" / "quickstart.toml")
     assert quickstart.student == cfg.student
+
+
+def test_edits_must_beat_the_passage_alone_by_default_in_knowledge_and_no_adaptation_in_arc() -> None:
+    """restem.baseline = "domain": a knowledge run keeps only edits that teach more than their passage
+    (orchestrator/selection.py); ARC's tasks have no plan-free training data, so the unadapted student."""
+    from orchestrator.domains.arc.domain import ArcDomain
+    from orchestrator.domains.knowledge import KnowledgeDomain
+    from orchestrator.session import baseline_kind
+
+    cfg = load_config()
+    assert cfg.restem.baseline == "domain"
+    assert baseline_kind(cfg, KnowledgeDomain()) == "context"
+    assert baseline_kind(cfg, ArcDomain()) == "no_adaptation"
+    assert baseline_kind(load_config(None, {"restem.baseline": "no_adaptation"}), KnowledgeDomain()) == "no_adaptation"

@@ -25,7 +25,7 @@ from orchestrator.roles import build_pool, build_teacher
 from orchestrator.session import check_inputs
 
 # What each record type decides; times and the workers' timings are left out.
-OUTCOMES = {"edit": ("text",), "report": ("score",), "reward": ("reward", "baseline", "parsed"),
+OUTCOMES = {"edit": ("text",), "report": ("score",), "reward": ("reward", "baseline", "alone", "parsed"),
             "selection": ("kept",), "evaluation": ("tau", "baseline_tau")}
 
 
@@ -45,7 +45,7 @@ def work(tiny_config: Any, tmp_path: Path) -> Iterator[tuple[edits.EditWork, lis
         yield edits.EditWork(
             domain=inputs.domain, teacher=teacher, pool=pool, journal=journal, phases=Phases(Console(quiet=True)),
             seed=cfg.run.seed, sampling=cfg.teacher.sampling, lora=cfg.student.lora, train=cfg.student.train,
-            student_base=None, stream=False,
+            student_base=None, stream=False, against_alone=False,
         ), inputs.train[:2]
     pool.close()
     teacher.close()
@@ -67,6 +67,42 @@ def test_the_e_step_samples_grades_and_reads_back(work: tuple[edits.EditWork, li
     assert edits.sample_edits(w, "train", 1, contexts, 2) == written  # read back: no second sample
     assert edits.apply_edits(w, "train", 1, written, 1) == scored
     assert len(w.journal.records) == records  # nothing sampled, run or graded twice
+
+
+class Restates:
+    """A teacher whose first edit of every passage is the passage itself, and whose second adds a line."""
+
+    def propose(self, prompts: list[Any], sampling: Any) -> list[list[Any]]:
+        from teacher.base import Proposal
+
+        passages = [p[-1]["content"].split("\n", 1)[1] for p in prompts]
+        return [[Proposal(p, 1, "stop"), Proposal(f"{p}\nIt was written down.", 1, "stop")][: sampling.n]
+                for p in passages]
+
+
+def test_against_the_context_alone_an_edit_that_restates_the_passage_is_never_kept(
+    work: tuple[edits.EditWork, list[Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """restem.baseline = "context": the student trained on the passage alone runs with the seed of each
+    repeat that every edit of the passage runs with, so an edit that restates the passage trains the same
+    examples from the same LoRA, scores exactly the passage's τ and does not beat it."""
+    from orchestrator.selection import select
+
+    monkeypatch.setenv("SEAL_THREADS", "1")  # the same thread count for both jobs: the same sums
+    w, contexts = work
+    w = dataclasses.replace(w, against_alone=True, teacher=Restates())
+    written = edits.sample_edits(w, "train", 1, contexts, 2)
+    scored = edits.apply_edits(w, "train", 1, written, 2)
+    for e, x in zip(written, scored, strict=True):
+        alone = [w.journal.get("report", edits.alone_key(None, e.context_id, r)) for r in (0, 1)]
+        assert x.alone == sum(a["score"] for a in alone) / 2  # type: ignore[index]
+        assert w.journal.get("reward", e.key)["alone"] == x.alone  # type: ignore[index]
+        if e.index == 0:
+            assert e.parsed is not None and e.parsed.examples == w.domain.context_alone(e.context, w.train).examples
+            assert x.reward == x.alone and not x.improves
+    kept = select(scored, "best_of_m")
+    assert all(x.edit == 1 for x in kept)
+    assert sum(r["key"].startswith("alone/") for r in w.journal.records) == len(contexts) * 2  # once each
 
 
 def test_students_adapt_the_base_they_are_given(

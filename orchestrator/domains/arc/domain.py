@@ -36,6 +36,7 @@ class ArcDomain:
     seed: int = 0
     name: str = "arc"
     default_selection: ClassVar[str] = "all_positive"
+    default_baseline: ClassVar[str] = "no_adaptation"
 
     def __post_init__(self) -> None:
         unknown = [v for v in self.views if v not in GEOMETRIC]
@@ -54,6 +55,10 @@ class ArcDomain:
 
     def teacher_prompt(self, context: ArcTask) -> list[ChatMessage]:
         return teacher_messages(context)
+
+    def context_alone(self, context: ArcTask, train: TrainSpec) -> None:
+        """A task's demonstrations are what a plan augments; there is no plan-free training set to beat."""
+        return None
 
     def parse_edit(self, context: ArcTask, text: str, train: TrainSpec) -> ParsedEdit:
         plan = parse_plan(text)
