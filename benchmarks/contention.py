@@ -3,16 +3,18 @@
 Real commands on the real SmolLM2, as a user runs them:
   student: `seal eval-edits` on one published SEAL edit (no adaptation, passage, passage + edit: 3 jobs)
   teacher: `seal propose --backend hf` (one passage × 2 self-edits of up to 128 tokens)
-each alone, then two started together (the same command twice, and one of each), under two thread
-policies in the same run:
+each alone, then two started together (the same command twice, and one of each), and each beside a
+CPU-bound program that is not seal (a Python busy loop on one core, as a build or another user's script
+would be), under two thread policies in the same run:
   shared: seal's default (runtime/cores.py): a process computing beside another takes its share of the
           cores, at every training and decoding step
   fixed:  `SEAL_THREADS=<all cores>` in both, torch's default of a thread per core each: the code path
           before core sharing (the baseline)
+`--only neighbour` runs just the rows beside the non-seal program (and each command alone).
 A command that runs past `--timeout-factor` × its time alone is killed and reported as at least that.
 Nothing else may run on the machine meanwhile: the point is how two of ours share it.
 
-    python benchmarks/contention.py [--repeats 1]
+    python benchmarks/contention.py [--repeats 1] [--only neighbour]
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ DATA = Path(__file__).parents[2] / "shared/data/seal/general-knowledge/data/synt
 OUT = Path(__file__).parent / "results" / "contention.json"
 SEAL = str(Path(sys.executable).with_name("seal"))
 POLICIES = ("shared", "fixed")
+BUSY_LOOP = "import time\nend = time.time() + 3600\nwhile time.time() < end: pass"  # dies with us at the latest
 
 
 def command(kind: str, scratch: Path, tag: str) -> list[str]:
@@ -46,8 +49,18 @@ def command(kind: str, scratch: Path, tag: str) -> list[str]:
             "--max-tokens", "128", "--out", str(scratch / f"{tag}.json")]
 
 
-def timed(kinds: list[str], policy: str, timeout_s: float | None, scratch: Path) -> list[float]:
-    """Start one process per kind at the same moment; each one's seconds (timeout_s where it was killed)."""
+def timed(kinds: list[str], policy: str, timeout_s: float | None, scratch: Path, neighbour: bool = False
+          ) -> list[float]:
+    """Start one process per kind at the same moment (beside a running busy loop with `neighbour`); each
+    one's seconds (timeout_s where it was killed)."""
+    if neighbour:
+        busy = subprocess.Popen([sys.executable, "-c", BUSY_LOOP])
+        try:
+            time.sleep(1.0)  # running before the commands start, as a neighbour would be
+            return timed(kinds, policy, timeout_s, scratch)
+        finally:
+            busy.kill()
+            busy.wait()
     env = {k: v for k, v in os.environ.items() if k != "SEAL_THREADS"}
     if policy == "fixed":
         env["SEAL_THREADS"] = str(usable_cores())
@@ -74,7 +87,7 @@ def timed(kinds: list[str], policy: str, timeout_s: float | None, scratch: Path)
     return [s for s in seconds if s is not None]
 
 
-def measure(repeats: int, timeout_factor: float, console: Console) -> list[dict[str, Any]]:
+def measure(repeats: int, timeout_factor: float, console: Console, only: str | None) -> list[dict[str, Any]]:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp)
@@ -85,12 +98,15 @@ def measure(repeats: int, timeout_factor: float, console: Console) -> list[dict[
                 alone[kind] = statistics.median(runs)
                 rows.append({"policy": policy, "together": [kind], "seconds": runs, "alone_s": alone[kind]})
                 console.print(f"{policy:6} {kind} alone: {', '.join(f'{s:.1f}' for s in runs)} s")
-            for pair in (["student", "student"], ["teacher", "teacher"], ["student", "teacher"]):
-                limit = timeout_factor * max(alone[k] for k in pair)
-                seconds = timed(pair, policy, limit, scratch)
-                rows.append({"policy": policy, "together": pair, "seconds": seconds, "killed_at_s": limit,
-                             "times_alone": [s / alone[k] for s, k in zip(seconds, pair, strict=True)]})
-                console.print(f"{policy:6} {' + '.join(pair)}: {', '.join(f'{s:.1f}' for s in seconds)} s")
+            pairs = [["student", "student"], ["teacher", "teacher"], ["student", "teacher"]] if only is None else []
+            beside = [[kind] for kind in ("student", "teacher")]
+            for group, neighbour in [(pair, False) for pair in pairs] + [(one, True) for one in beside]:
+                limit = timeout_factor * max(alone[k] for k in group)
+                seconds = timed(group, policy, limit, scratch, neighbour)
+                together = group + (["busy loop (not seal)"] if neighbour else [])
+                rows.append({"policy": policy, "together": together, "seconds": seconds, "killed_at_s": limit,
+                             "times_alone": [s / alone[k] for s, k in zip(seconds, group, strict=True)]})
+                console.print(f"{policy:6} {' + '.join(together)}: {', '.join(f'{s:.1f}' for s in seconds)} s")
     return rows
 
 
@@ -120,11 +136,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=1, help="runs of each command alone (median)")
     parser.add_argument("--timeout-factor", type=float, default=12.0)
+    parser.add_argument("--only", choices=["neighbour"], help="only the rows beside a non-seal program")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     console = Console()
     load_before = os.getloadavg()[0]
-    rows = measure(args.repeats, args.timeout_factor, console)
+    rows = measure(args.repeats, args.timeout_factor, console, args.only)
     machine = {"cpu": cpu_model(), "usable_cores": usable_cores(), "load_avg_1m_before": load_before}
     result = {"machine": machine, "repeats": args.repeats, "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -38,7 +38,7 @@ from orchestrator.errors import DataError, read_user_text
 from orchestrator.model_shape import ModelShape, read_shape
 from orchestrator.models import SMOLLM2
 from orchestrator.placement import Placement, place
-from orchestrator.session import selection_rule
+from orchestrator.session import baseline_kind, selection_rule
 from student.messages import LoRASpec, TrainSpec
 from teacher.vllm_process import ServerOptions
 
@@ -97,15 +97,18 @@ class Work:
     examples: int = 0  # the M-step's examples, at most
 
 
-def round_work(cfg: SealConfig, k: int, rule: str) -> tuple[Work, ...]:
-    """Round k's phases. Baselines are per context and student base: a single-model round's base is new."""
+def round_work(cfg: SealConfig, k: int, rule: str, against_alone: bool = False) -> tuple[Work, ...]:
+    """Round k's phases. Baselines, and students trained on a context alone (`against_alone`: counted as
+    inner loops), are per context and student base: a single-model round's base is new."""
     d, n, m, e = cfg.data, cfg.data.n_train, cfg.teacher.sampling.n, cfg.eval
     fresh_base = k == 0 or cfg.run.mode == "single-model"
+    alone = against_alone and fresh_base
     held_out = Work("held-out τ", contexts=d.n_eval, edits=d.n_eval * e.edits,
-                    inner_loops=d.n_eval * e.edits * e.repeats, baselines=d.n_eval if fresh_base else 0)
+                    inner_loops=d.n_eval * (e.edits + alone) * e.repeats, baselines=d.n_eval if fresh_base else 0)
     if k == 0:
         return (held_out,)
-    e_step = Work("E-step", contexts=n, edits=n * m, inner_loops=n * m * cfg.student.eval_times, baselines=n)
+    repeats = cfg.student.eval_times
+    e_step = Work("E-step", contexts=n, edits=n * m, inner_loops=n * (m + alone) * repeats, baselines=n)
     m_step = Work("M-step", msteps=1, examples=n if rule == "best_of_m" else n * m)
     return e_step, m_step, held_out
 
@@ -357,11 +360,13 @@ def make_plan(cfg: SealConfig, title: str, gpus: int | None = None, gpu_memory_g
     costs = unit_costs(cfg, placement, units, teacher, student, factor)
     limit = gpu_memory_gib * GIB if placement.on_gpu else machine_memory()
     procs = processes(cfg, placement, teacher, student, limit)
-    rule = selection_rule(cfg, make_domain(cfg.data.domain, cfg.data.options))
+    domain = make_domain(cfg.data.domain, cfg.data.options)
+    rule, alone = selection_rule(cfg, domain), baseline_kind(cfg, domain) == "context"
     kv_per_token = teacher.kv_bytes_per_token() / max(1, len(placement.teacher))  # per GPU, tensor parallel
     server = next((x for x in procs if x.reserved is not None), None)
+    first, later = round_work(cfg, 0, rule, alone), round_work(cfg, 1, rule, alone)
     return Plan(
-        title, cfg, placement, tuple(procs), round_work(cfg, 0, rule), round_work(cfg, 1, rule), costs, limit,
+        title, cfg, placement, tuple(procs), first, later, costs, limit,
         _basis(cfg, placement, units, teacher, student, factor),
         tuple(memory_warnings(cfg, placement, procs, limit, kv_per_token)),
         server_tokens(server, kv_per_token) if server else None,
