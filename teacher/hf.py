@@ -13,7 +13,13 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessorList, StoppingCriteriaList
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    DynamicCache,
+    LogitsProcessorList,
+    StoppingCriteriaList,
+)
 
 from runtime.cores import RebalanceEachStep, computing
 from runtime.precision import bf16_native, bf16_wanted
@@ -98,21 +104,36 @@ class HFTeacher:
     @torch.inference_mode()
     def _generate(self, prompts: list[TeacherPrompt], s: Sampling) -> list[list[Proposal]]:
         greedy = s.temperature == 0
-        rows = [self._tokens(p) for p in prompts for _ in range(1 if greedy else s.n)]
-        batch = self.tokenizer.pad({"input_ids": rows}, return_tensors="pt")
+        batch = self.tokenizer.pad({"input_ids": [self._tokens(p) for p in prompts]}, return_tensors="pt")
+        batch = batch.to(self.device)
         options: dict[str, Any] = {"do_sample": False}  # a sampled token is drawn by NucleusSampler
         if not greedy:
             options["logits_processor"] = LogitsProcessorList([NucleusSampler(s.temperature, s.top_p)])
+            if self.network is None:  # a network owned elsewhere generates through its own wrapper only
+                options["past_key_values"] = self._prefill(batch, s.n)
+            batch = {k: v.repeat_interleave(s.n, dim=0) for k, v in batch.items()}
         if s.stop:
             options |= {"stop_strings": list(s.stop), "tokenizer": self.tokenizer}
         out = self.model.generate(
-            **batch.to(self.device), max_new_tokens=s.max_tokens, pad_token_id=self.tokenizer.pad_token_id,
+            **batch, max_new_tokens=s.max_tokens, pad_token_id=self.tokenizer.pad_token_id,
             stopping_criteria=StoppingCriteriaList([RebalanceEachStep()]), **options,
         )
         proposals = [self._proposal(row.tolist(), s.stop) for row in out[:, batch["input_ids"].shape[1] :]]
         if greedy:  # one greedy answer stands for all n
             return [[row] * s.n for row in proposals]
         return [proposals[i : i + s.n] for i in range(0, len(proposals), s.n)]
+
+    def _prefill(self, batch: Any, n: int) -> DynamicCache:
+        """The prompts' attention cache but for their last token, computed once and repeated for each of
+        the n samples: transformers' `num_return_sequences` would run every prompt's prefill n times,
+        and with passages of a few hundred tokens prefill is most of a call. Positions as `generate` sets
+        them for left-padded rows; `generate` then runs only the last prompt token."""
+        cache = DynamicCache(config=self.model.config)
+        ids, mask = batch["input_ids"][:, :-1], batch["attention_mask"][:, :-1]
+        positions = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
+        self.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True)
+        cache.batch_repeat_interleave(n)
+        return cache
 
     def _tokens(self, prompt: TeacherPrompt) -> list[int]:
         """Token ids as vLLM builds them: chat through the template, plain text with special tokens."""

@@ -92,3 +92,31 @@ def test_bad_adapter_folder_is_one_line_error(teacher: HFTeacher, tmp_path: Path
     with pytest.raises(TeacherError, match="no adapter_config.json") as e:
         teacher.use_adapter(str(tmp_path))
     assert "\n" not in str(e.value)
+
+
+def test_sampling_from_a_prompt_s_shared_prefill_continues_it_as_greedy_decoding_does(teacher: HFTeacher) -> None:
+    """n samples share one prefill of their prompt (HFTeacher._prefill, left-padded rows of unequal length):
+    near temperature 0 every sample is the greedy answer that decoding the whole prompt gives."""
+    greedy = teacher.propose(PROMPTS, Sampling(n=1, temperature=0.0, max_tokens=12))
+    cold = teacher.propose(PROMPTS, Sampling(n=3, temperature=1e-6, top_p=1.0, max_tokens=12, seed=0))
+    assert [[p.text for p in row] for row in cold] == [[row[0].text] * 3 for row in greedy]
+
+
+def test_the_nucleus_sampler_draws_transformers_top_p_distribution() -> None:
+    """teacher/sampling.py against transformers' TopPLogitsWarper on the same logits: the same tokens can
+    be drawn (a row whose nucleus is inside the first candidates, and a flat one that is not), at the
+    frequencies of the renormalised nucleus."""
+    from transformers import TopPLogitsWarper
+
+    from teacher.sampling import NucleusSampler
+
+    torch.manual_seed(0)
+    logits = torch.stack([torch.randn(50) * 4, torch.linspace(0, 1, 50)])  # peaked; flat, untied
+    warped = TopPLogitsWarper(0.9)(None, logits.clone())
+    expected = warped.softmax(dim=-1)
+    sampler = NucleusSampler(1.0, 0.9, candidates=8)
+    draws = torch.stack([sampler(None, logits.clone()).argmax(dim=-1) for _ in range(4000)])
+    for row in (0, 1):
+        seen = torch.bincount(draws[:, row], minlength=50) / 4000
+        assert set(seen.nonzero().flatten().tolist()) <= set(expected[row].nonzero().flatten().tolist())
+        assert torch.allclose(seen, expected[row], atol=0.03)
