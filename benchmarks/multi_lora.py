@@ -3,7 +3,7 @@ time (`Student.run`, the product's path) and K at a time (`run_together` below: 
 in one step loop, a batch of every job in each forward pass, its rows through its own adapter), side by side
 in one process, on one resident SmolLM2-135M in bf16 autocast with the default inner loop (config.py: LoRA
 r=16 on every linear layer, 3 epochs, packed batches of 4). It lives here, not in `student/`, because it does
-not pay on a CPU (README, *Several jobs per step*); it is written to be moved there for GPUs.
+not pay on a CPU (docs/performance.md, *Several jobs per step*); it is written to be moved there for GPUs.
 
 Multi-LoRA as built here: each job keeps its own seeded LoRA init, data order, lr schedule, gradient clipping
 and AdamW state (one parameter group per job: a job that has taken its last step gets no gradient, so AdamW

@@ -99,7 +99,7 @@ INNER_LOOP_S = 12.5  # one student job: LoRA SFT on passage + edit, then the pas
 BASELINE_S = 3.0  # one student job without training: the questions only (inner_loop.json: 2-3 s)
 TEACHER_EDIT_S = 6.0  # one self-edit from the HF teacher (≤256 tokens), 12 per batched call: 4.8-6.0 s
 MSTEP_S = 60.0  # one M-step (r=64 all-linear LoRA, 2 epochs, ≤N=10 kept edits): 25-30 s for 4 edits, scaled
-POOL_SPEEDUP = {1: 1.0, 2: 1.45}  # local pool on 2 cores: 1.4-1.5x with 2 workers (README, student pools)
+POOL_SPEEDUP = {1: 1.0, 2: 1.45}  # local pool on 2 cores: 1.4-1.5x with 2 workers (docs/performance.md, student pools)
 
 
 # --- settings ----------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ losses stay close (bf16), which the table shows beside the speed.
 Attention: `sdpa` (transformers' default: torch's CPU flash kernel), `eager` (plain matmul + softmax).
 Loss: `full` (the model's own: logits at every position), `labelled` (`labelled_loss` below: the
 vocabulary projection and cross-entropy only at positions with a label, i.e. the completions; in fp32 the
-same loss and LoRA gradients to 1e-5, a test while it was tried in student.sft; not adopted, see the README).
+same loss and LoRA gradients to 1e-5, a test while it was tried in student.sft; not adopted, see docs/performance.md).
 GFLOP/s ≈ 4 × parameters × real tokens / seconds (forward 2, backward through activations 2), beside
 the bf16 matmul peak at the model's own shapes measured in the same run; the labelled loss skips part
 of that work, so its figure is the rate that would do the full loss's work in the same time.

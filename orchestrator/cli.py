@@ -1,4 +1,4 @@
-"""`seal`: the command line (DESIGN §6). Each command is a thin shell over a module that does the work;
+"""`seal`: the command line (docs/architecture.md §6). Each command is a thin shell over a module that does the work;
 user mistakes end in one `error: ...` line and exit code 2, never a traceback."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The run configuration: one typed object, readable in one screen (anchors §4.5.1).
+"""The run configuration: one typed object, readable in one screen (docs/architecture.md §6).
 
 A TOML file (or nothing: the defaults below *are* the quickstart, `configs/quickstart.toml` spells them
 out) is deep-merged over the defaults, then `--set section.key=value` overrides, then validated by
@@ -221,7 +221,7 @@ class StudentConfig(Section):
     single-model mode: must stay empty, the student is the current teacher."""
     lora: Annotated[LoRASpec, CheckedBy(LoRAFields)] = LoRASpec(r=16, alpha=32, target_modules=ALL_LINEAR)
     """A fresh LoRA per self-edit. The paper: r=32, alpha=64 on q_proj and v_proj; here every linear layer,
-    which taught SmolLM2-135M a passage's facts where q/v barely did (benchmarks/inner_regime.py, README
+    which taught SmolLM2-135M a passage's facts where q/v barely did (benchmarks/inner_regime.py, docs/results.md,
     "An inner loop that learns")."""
     train: Annotated[TrainSpec, CheckedBy(TrainSpecFields)] = TrainSpec(
         lr=3e-3, epochs=3, loss_on="completion", max_new_tokens=32

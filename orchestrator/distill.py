@@ -1,5 +1,5 @@
 """`seal distill`: a trained teacher writes self-edits for a corpus, and a student is fine-tuned on all
-of them into one saved adapter (DESIGN §3) — the knowledge of the corpus, in the teacher's words,
+of them into one saved adapter (docs/architecture.md §3) — the knowledge of the corpus, in the teacher's words,
 moved into a (often smaller) model.
 
 The teacher is the run's last trained adapter; each context gets one edit, seeded per context; edits

@@ -77,7 +77,7 @@ def sample_and_apply(
     w: EditWork, phase: Phase, round_: int, contexts: Sequence[Any], m: int, repeats: int
 ) -> tuple[list[Edit], list[Scored]]:
     """M self-edits per context and their rewards. Streamed where the placement says the teacher and the
-    students do not compete for devices (DESIGN §7): each context's jobs go to the pool as soon as its
+    students do not compete for devices (docs/architecture.md §7): each context's jobs go to the pool as soon as its
     edits are written, so students work while the teacher writes. Otherwise the teacher writes every
     edit first. Both compute the same seeded jobs, so they journal the same edits, reports and rewards."""
     if not w.stream:
@@ -285,7 +285,7 @@ def _run(w: EditWork, phase: Phase, pending: Iterable[tuple[StudentJob, Any]], d
 
 def grade(domain: Domain[Any], purpose: Purpose, context: Any, report: StudentReport) -> float:
     """The reward (training rounds) or τ (held-out) of one job; a job that failed (twice, in pools that
-    retry) scores 0 (DESIGN §2)."""
+    retry) scores 0 (docs/architecture.md §2)."""
     if not report.ok:
         return 0.0
     return domain.reward_of(context, report) if purpose == "reward" else domain.score(context, report)

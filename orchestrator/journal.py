@@ -1,4 +1,4 @@
-"""Run directories and the append-only journal that makes a run resumable (DESIGN §5).
+"""Run directories and the append-only journal that makes a run resumable (docs/architecture.md §5).
 
 `runs/<name>/` holds `config.toml` (resolved, with versions), `journal.jsonl`, `adapters/round-<k>/`,
 `metrics.jsonl` and plots. Every result is appended to the journal, as one JSON line written with a

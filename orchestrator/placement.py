@@ -1,4 +1,4 @@
-"""Which process sees which GPUs (DESIGN §8): a pure function of the config and the visible GPUs.
+"""Which process sees which GPUs (docs/architecture.md §8): a pure function of the config and the visible GPUs.
 
 `place(cfg, visible)` decides, before anything starts, where the teacher and each student run, and
 `Placement` turns that into what each child process is given: the managed vLLM server its

@@ -45,7 +45,7 @@ from teacher.vllm_process import ServerOptions
 ROOT = Path(__file__).resolve().parents[1]
 UNIT_COSTS = ROOT / "benchmarks" / "results_knowledge.py"
 UNIT_COSTS_CONFIG = ROOT / "configs" / "results-knowledge.toml"  # the setting they were measured in
-# The paper's compute figure (SEAL App. B.5; shared/research/anchors-2.md): one round, 50 passages × 5 edits
+# The paper's compute figure (SEAL App. B.5): one round, 50 passages × 5 edits
 # × 3 seeds = 750 inner loops of Qwen2.5-7B (LoRA r=32 on q/v, 10 epochs), about 6 h on 2 H100s.
 PAPER_MODEL, PAPER_EPOCHS, PAPER_INNER_LOOP_S = "Qwen/Qwen2.5-7B", 10, 6 * 3600 / 750
 GIB = 2**30
@@ -398,7 +398,8 @@ def _basis(cfg: SealConfig, placement: Placement, units: UnitCosts, teacher: Mod
                      "other data for other step counts and costs differently")
     if cfg.teacher.backend == "vllm":
         lines.append("the teacher's cost is the HF teacher's per edit in a batched call; a vLLM server "
-                     "batches more samples and is faster from ~64 samples a round (README, Teacher adapters)")
+                     "batches more samples and is faster from ~64 samples a round "
+                     "(docs/performance.md, Teacher adapters)")
     overlap = ("the teacher's and the students' work overlap (a streamed E-step), so a phase takes the longer"
                if placement.stream else "phases run one after another")
     lines.append(f"start-up (model loading, a vLLM start) is not counted; {overlap}")

@@ -132,7 +132,7 @@ def convert_gguf(gguf: Path, out: Path) -> None:
     tokenizer.add_bos_token = gguf_adds_bos(gguf)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     # The GGUF loader marks the model quantized (not serialisable) and leaves `architectures` empty,
-    # which vLLM needs (shared/research/feasibility.md P2).
+    # which vLLM needs.
     model = model.to(torch.bfloat16)
     model.hf_quantizer = None
     del model.config.quantization_config

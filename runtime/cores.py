@@ -1,4 +1,4 @@
-"""Share the CPU's cores with the other seal processes computing at the same moment (DESIGN §7).
+"""Share the CPU's cores with the other seal processes computing at the same moment (docs/architecture.md §7).
 
 After each parallel region torch's OpenMP threads spin, waiting for the next one (libgomp: about
 300,000 iterations). Two processes with a thread per core each then spend their time slices spinning
@@ -17,7 +17,7 @@ processes spent. Beside one CPU-bound program on 2 cores a teacher that kept bot
 time alone (68.8 s against 28.7 s, fp32, AMD EPYC), and 7–11× beside a 2-job build; on the one core left
 to it, 1.3× (37.2 s).
 
-bf16 results depend on the thread count in their last bits (README, "Two seal commands on the same
+bf16 results depend on the thread count in their last bits (docs/performance.md, "Two seal commands on the same
 cores"): alone, or with SEAL_THREADS set, a run is bit-reproducible; beside another seal process it is not.
 """
 

@@ -1,4 +1,4 @@
-"""Messages between the orchestrator and student processes (DESIGN §2).
+"""Messages between the orchestrator and student processes (docs/architecture.md §2).
 
 Plain frozen dataclasses: picklable for multiprocessing and Ray, JSON-serialisable for the journal
 (`to_dict` / `from_dict`). Tuples, not lists, so a message cannot change after it is sent.

@@ -1,7 +1,7 @@
-"""Generic answer metrics the student reports for every probe (DESIGN §2: domain-agnostic).
+"""Generic answer metrics the student reports for every probe (docs/architecture.md §2: domain-agnostic).
 
 SQuAD-style normalisation (lowercase, no punctuation, no articles, single spaces), as the SQuAD
-evaluation script and the local grader of reference-timing.md use, so scores are comparable.
+evaluation script and the local grader we timed the reference with use, so scores are comparable.
 Domains pick the metric that is their τ; the student computes all of them.
 """
 

@@ -1,4 +1,4 @@
-"""Student pools (DESIGN §2): run jobs on N students, stream reports back as they finish.
+"""Student pools (docs/architecture.md §2): run jobs on N students, stream reports back as they finish.
 
 Three pools share one contract: `inprocess` (one Student in this process: tests and tiny runs), `local`
 (spawned processes, one per device) and `ray` (actors on any Ray cluster); they live in `student/pools/`,

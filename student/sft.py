@@ -1,13 +1,13 @@
 """LoRA supervised fine-tuning: the one training loop of seal-lm (student jobs and the teacher's M-step).
 
 The reference pads every sequence to 2,048 tokens and puts the pads in the loss; on this machine
-97–98 % of its training compute went to pads (reference-timing.md). Here a batch's sequences go end to
+97–98 % of its training compute went to pads (the reference, timed on it). Here a batch's sequences go end to
 end into as few rows as hold its longest one (`TrainSpec.packing`; or, without it, are padded only to
 the longest), and pads carry label -100: the same loss, 1.2–1.5× the tokens per second of padding on a CPU
 (benchmarks/student_step.py). On a CPU, short rows train with plain matmul attention (`attention_for`).
 `TrainSpec.reference_compat` restores the reference's behaviour for fidelity comparisons. Every sequence
 ends with EOS: without it an adapted model never learns to stop and answers run to the token limit
-(DESIGN §4). Device placement, DDP and bf16 autocast go through `accelerate`, so this loop runs unchanged
+(docs/architecture.md §4). Device placement, DDP and bf16 autocast go through `accelerate`, so this loop runs unchanged
 on a CPU, one GPU or several.
 """
 

@@ -1,7 +1,7 @@
-"""The student (DESIGN §2): a resident base model that applies self-edits, one job at a time.
+"""The student (docs/architecture.md §2): a resident base model that applies self-edits, one job at a time.
 
 The base is loaded once and wrapped in PEFT once; each job re-initialises the LoRA in place from
-its seed (milliseconds, against 400+ ms to re-wrap and seconds to reload: feasibility.md §4a),
+its seed (milliseconds, against 400+ ms to re-wrap and seconds to reload, measured on SmolLM2-135M),
 trains it with `student.sft`, answers the probes by batched greedy generation and scores them
 with `student.metrics`. A different LoRA shape (r, alpha, targets) re-wraps; that is rare.
 
@@ -11,7 +11,7 @@ the LoRA weights in fp32 (peft's default), which the optimiser updates. Measured
 greedy generation 1.7× slower, because autocast re-casts them to bf16 at every decoding step.
 
 A job's `base_adapter` (single-model mode: the current teacher adapter) is merged into the base
-weights by default. With `stack_base_adapter` (the inline pool, DESIGN §3) it is loaded instead as a
+weights by default. With `stack_base_adapter` (the inline pool, docs/architecture.md §3) it is loaded instead as a
 second, frozen PEFT adapter under the job's fresh LoRA, and the teacher generates on the same network
 through `Student.generator()`, its adapter alone active: one copy of the weights serves both roles.
 """
@@ -165,7 +165,7 @@ class Student:
         """Merge the job's base adapter into the base weights, only when it changes. Unmerging copies
         the kept originals back (exact, milliseconds) instead of reloading the base (seconds, and a
         re-wrap); the copies cost memory only for the weights the adapter touches. A changed adapter
-        must come in a new folder (run folders are never overwritten, DESIGN §5)."""
+        must come in a new folder (run folders are never overwritten, docs/architecture.md §5)."""
         if adapter_dir == self.base_adapter:
             return
         if self.stack_base_adapter:

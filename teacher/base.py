@@ -1,4 +1,4 @@
-"""The one teacher interface (DESIGN §2): propose self-edits, switch adapters, close.
+"""The one teacher interface (docs/architecture.md §2): propose self-edits, switch adapters, close.
 
 Backends: `teacher.vllm_server.VLLMTeacher` (a managed `vllm serve` child or any OpenAI-compatible
 URL) and `teacher.hf.HFTeacher` (transformers + peft in-process).

@@ -1,8 +1,8 @@
-"""The vLLM teacher (DESIGN §2): self-edits from a managed vLLM server or any OpenAI-compatible URL.
+"""The vLLM teacher (docs/architecture.md §2): self-edits from a managed vLLM server or any OpenAI-compatible URL.
 
 After each M-step the teacher writes with a new adapter, synced one of two ways:
 - "hot-load": POST /v1/load_lora_adapter under a fresh name, then unload the previous one. No restart,
-  but on CPU a LoRA costs vLLM ~3.4× per token (shared/research/feasibility.md P6).
+  but on CPU a LoRA costs vLLM ~3.4× per token (a 16 × 128-token test on 2 CPU cores).
 - "merge-restart": merge the adapter into the base weights and restart the server on them; costs a
   merge and a server start per round, then runs at base speed.
 `default_adapter_sync()` picks per platform what benchmarks/teacher_throughput.py measured fastest.

@@ -1,4 +1,4 @@
-"""The domain protocol (DESIGN §4): everything task-specific lives behind it, so loop.py has no
+"""The domain protocol (docs/architecture.md §4): everything task-specific lives behind it, so loop.py has no
 domain branches. A domain turns a context into a teacher prompt, a self-edit into training data
 and settings, and a student report into a reward."""
 

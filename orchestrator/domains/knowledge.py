@@ -4,8 +4,8 @@ of its implications, and τ how well the student answers the passage's questions
 Rendering: how the student reads, chosen from its tokenizer (student.train.chat overrides it). A model with a
 chat template speaks chat: each implication is an assistant turn answering "Tell me about {title}.", and each
 question a user turn "Topic: {title}\n{question}" under a system turn asking for a short answer (the reference's
-raw QA prompt scored 0 on SmolLM2-135M-Instruct, DESIGN §4). A base model (no chat template, as the paper's
-Qwen2.5-7B) gets the reference's shape in our words: it trains on plain text, "{title}\n{implication}", EOS-
+raw QA prompt scored 0 on SmolLM2-135M-Instruct, docs/architecture.md §4). A base model (no chat template, as the
+paper's Qwen2.5-7B) gets the reference's shape in our words: it trains on plain text, "{title}\n{implication}", EOS-
 terminated, and is asked with a raw QA prompt: the instruction, "Topic:", "Question:" and "Answer:" on their own
 lines, the answer starting the next line (so the gold answer is scored as it would begin a line, the way it is
 tokenized). Either way the title links what was learned to what is asked, as it does in the reference. Loss
@@ -223,7 +223,7 @@ class KnowledgeDomain:
     """Held-out τ."""
     reward: Metric = "gold_prob"
     """What ranks self-edits in training rounds. gold_prob by measurement: it ranked the same edits most alike
-    under two LoRA seeds (benchmarks/inner_regime.py --reliability; README), and needs no generation."""
+    under two LoRA seeds (benchmarks/inner_regime.py --reliability; docs/results.md), and needs no generation."""
     edit_format: EditFormat = "implications"
     max_implications: int = 30  # the reference's cap on segments per self-edit
     chat: bool = True
@@ -317,7 +317,7 @@ class KnowledgeDomain:
 
 
 def tau(report: StudentReport, metric: Metric) -> float:
-    """Mean of `metric` over the passage's questions; a failed job scores 0 (DESIGN §2)."""
+    """Mean of `metric` over the passage's questions; a failed job scores 0 (docs/architecture.md §2)."""
     if not report.ok or not report.results:
         return 0.0
     if metric == "gold_prob":

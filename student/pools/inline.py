@@ -1,4 +1,4 @@
-"""The inline pool (DESIGN §3): single-model mode on one device, one network for both roles.
+"""The inline pool (docs/architecture.md §3): single-model mode on one device, one network for both roles.
 
 It is the in-process pool on a Student that stacks each job's base adapter (the current teacher
 adapter) under the job's fresh LoRA instead of merging it, and that lends the same network to the

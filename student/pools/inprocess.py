@@ -1,6 +1,6 @@
 """The simplest pool: jobs run one after another on one Student in this process.
 
-For tests and tiny runs, and the base of the `inline` single-model pool (DESIGN §3), whose student
+For tests and tiny runs, and the base of the `inline` single-model pool (docs/architecture.md §3), whose student
 shares the teacher's network. It has no timeout: a process cannot kill the job it is running itself.
 """
 

@@ -1,4 +1,4 @@
-"""Students as Ray actors (DESIGN §8): one pool over every node of a Ray cluster.
+"""Students as Ray actors (docs/architecture.md §8): one pool over every node of a Ray cluster.
 
 Ray places the actors (`num_gpus` each where the cluster has GPUs) and restarts an actor whose process
 dies, re-running its constructor (`max_restarts=-1`: the pool, not Ray, bounds how often one job may

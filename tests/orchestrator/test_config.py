@@ -338,7 +338,7 @@ def test_cli_resume_refuses_a_different_config(tmp_path: Path, cli_run: CliRun) 
 
 
 def test_the_inner_loop_defaults_are_the_regime_benchmark_s_choice() -> None:
-    """benchmarks/inner_regime.py chose these (README, "An inner loop that learns"); a change here must come
+    """benchmarks/inner_regime.py chose these (docs/results.md, "An inner loop that learns"); a change here must come
     with a new measurement, and the quickstart file must say the same."""
     from orchestrator.config import ALL_LINEAR, load_config
     from student.messages import LoRASpec, TrainSpec

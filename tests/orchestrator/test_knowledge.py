@@ -221,7 +221,7 @@ def test_gold_prob_is_the_mean_per_token_probability_and_rewards_use_their_own_m
 
 
 def test_the_reward_default_is_the_reliability_benchmark_s_choice() -> None:
-    """benchmarks/inner_regime.py --reliability chose it (README, "Which reward ranks self-edits reliably");
+    """benchmarks/inner_regime.py --reliability chose it (docs/results.md, "Which reward ranks self-edits reliably");
     held-out τ stays a correctness metric."""
     assert KnowledgeDomain().reward == "gold_prob" and KnowledgeDomain().metric == "f1"
 

@@ -155,7 +155,7 @@ def test_on_the_cpu_device_fields_are_checked_and_reported_as_ignored() -> None:
 
 
 @pytest.mark.parametrize(("visible", "sets", "stream"), [
-    (0, {}, False),  # one machine's cores: teacher and students would slow each other (DESIGN §7)
+    (0, {}, False),  # one machine's cores: teacher and students would slow each other (docs/architecture.md §7)
     (0, {"teacher.backend": "url", "teacher.url": "http://h"}, True),  # the teacher is another machine
     (0, {"pool.stream": True}, True),
     (8, {}, True),

@@ -85,7 +85,7 @@ def test_stacked_answers_equal_the_teacher_merged_models(
     smollm2_dir: str, make_adapter: Callable[..., str], tmp_path: Path
 ) -> None:
     """fp32, where both sums are exact to ~1e-6; in bf16 the merged weights round the adapter's update
-    and greedy answers part after some tokens (README: single-device). fp32 needs its own process:
+    and greedy answers part after some tokens (docs/architecture.md §3). fp32 needs its own process:
     accelerate fixes one precision per process, and this session's students run bf16."""
     adapter = make_adapter(smollm2_dir, tmp_path / "teacher", r=8, scale=0.04)
     with multiprocessing.get_context("spawn").Pool(1) as worker:
