@@ -7,7 +7,8 @@ today's path and by the path before it, in one run, beside the decode limit meas
                     vocabulary and a draw from all of it, every step)
            + dtype: the weights in the student's precision (runtime/precision.py: fp32 where bf16 is
                     emulated), transformers' sampling
-           now:     the product's default: that precision and teacher/sampling.py's NucleusSampler
+           now:     the product's default: that precision, each prompt prefilled once for its n samples,
+                    and teacher/sampling.py's NucleusSampler
   student: held-out jobs of the quickstart's regime (a fresh LoRA trained on a passage, then greedy
            answers to its questions and the gold answers' likelihood) on a resident Student: today's
            path, for its fraction of the decode limit (nothing in it changed).
@@ -36,12 +37,13 @@ from inner_loop import matmul_peak  # benchmarks/, this script's folder, is firs
 from rich.console import Console
 from rich.table import Table
 from torch.profiler import ProfilerActivity, profile
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, StoppingCriteriaList
 
 from orchestrator.config import load_config
 from orchestrator.domains.base import ParseFailure
 from orchestrator.domains.knowledge import KnowledgeDomain, default_data, load_passages
 from orchestrator.models import resolve_model
+from runtime.cores import RebalanceEachStep
 from runtime.precision import bf16_native
 from student.messages import StudentJob
 from student.student import Student
@@ -59,7 +61,8 @@ class TransformersSampling(HFTeacher):
         batch = self.tokenizer.pad({"input_ids": [self._tokens(p) for p in prompts]}, return_tensors="pt")
         out = self.model.generate(**batch, max_new_tokens=s.max_tokens, pad_token_id=self.tokenizer.pad_token_id,
                                   do_sample=True, temperature=s.temperature, top_p=s.top_p, top_k=0,
-                                  num_return_sequences=s.n)
+                                  num_return_sequences=s.n,
+                                  stopping_criteria=StoppingCriteriaList([RebalanceEachStep()]))
         rows = [self._proposal(row.tolist(), s.stop) for row in out[:, batch["input_ids"].shape[1]:]]
         return [rows[i : i + s.n] for i in range(0, len(rows), s.n)]
 
