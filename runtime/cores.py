@@ -14,8 +14,8 @@ within a step. `SEAL_THREADS=N` fixes the count instead.
 Other programs (a compiler, a test suite, someone's benchmark) carry no mark, so their load is read from
 the kernel's counters: the CPU time spent on our cores since the last look, less what the marked seal
 processes spent. Beside one CPU-bound program on 2 cores a teacher that kept both threads ran 2.4× its
-time alone (68.8 s against 28.7 s, fp32, AMD EPYC), and 7–11× beside a 2-job build; on the one core left
-to it, 1.3× (37.2 s).
+time alone (68.8 s against 28.7 s, fp32, AVX2 AMD EPYC; the quickstart's phases ran 6.7–11× beside a C++
+build), and on the one core left to it 1.3–1.5× (benchmarks/contention.py --only neighbour).
 
 bf16 results depend on the thread count in their last bits (docs/performance.md, "Two seal commands on the same
 cores"): alone, or with SEAL_THREADS set, a run is bit-reproducible; beside another seal process it is not.
