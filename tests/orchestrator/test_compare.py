@@ -35,6 +35,7 @@ def test_a_forked_teacher_student_run_equals_one_run_from_scratch(tiny_config: T
     computed = records[[r["type"] for r in records].index("session"):]
     assert copied + len(computed) == len(records) - 1  # + the fork record
     ran = {r["key"].split("/")[0] + "/" + r["key"].split("/")[1] for r in computed if r["type"] == "report"}
-    # Round 0 and round 1's E-step came with the fork; round 2's new training contexts need baselines.
-    assert ran == {"eval/r1", "train/r2", "eval/r2", "baseline/base"}
+    # Round 0 and round 1's E-step came with the fork; round 2's new training contexts need baselines and
+    # students trained on them alone.
+    assert ran == {"eval/r1", "train/r2", "eval/r2", "baseline/base", "alone/base"}
     assert (forked.run_dir / "adapters" / "round-1" / "teacher" / "adapter_model.safetensors").exists()

@@ -121,9 +121,11 @@ def test_a_round_journals_every_step_once(uninterrupted: list[dict[str, Any]]) -
     counts = Counter(r["type"] for r in uninterrupted)
     # round 0 and 1 held-out: 2 contexts × 1 edit; round 1 E-step: 2 contexts × 2 edits
     assert counts["edit"] == 2 + 2 + 4 and counts["reward"] == 8
-    # reports: each usable edit once (eval_times = repeats = 1), one baseline per context and student base
+    # reports: each usable edit once (eval_times = repeats = 1), and per context and student base one baseline
+    # and one student trained on the context alone (restem.baseline: knowledge's "context")
     parsed = sum(1 for r in uninterrupted if r["type"] == "edit" and r["parse_error"] is None)
-    assert counts["report"] == parsed + 2 + 2 + 2
+    assert counts["report"] == parsed + 2 * (2 + 2 + 2)
+    assert sum(r["type"] == "report" and r["key"].startswith("alone/") for r in uninterrupted) == 2 + 2 + 2
     assert counts["selection"] == counts["mstep_start"] == counts["mstep_end"] == 1
     assert counts["evaluation"] == 2
     keys = Counter((r["type"], r["key"]) for r in uninterrupted)
@@ -298,8 +300,13 @@ def test_training_rounds_answer_as_the_reward_needs_and_held_out_rounds_as_tau_n
     reports = {"train": [], "eval": []}  # type: dict[str, list[dict[str, Any]]]
     for r in records:
         if r["type"] == "report":
-            reports[r["key"].split("/")[0] if not r["key"].startswith("baseline/") else
-                    phase_of[r["key"].split("/")[-1]]].append(r)
+            key = r["key"].split("/")
+            if key[0] == "baseline":
+                reports[phase_of[key[-1]]].append(r)
+            elif key[0] == "alone":  # alone/{base}/{context}/s{repeat}
+                reports[phase_of[key[2]]].append(r)
+            else:
+                reports[key[0]].append(r)
     assert reports["train"] and reports["eval"]
     for r in reports["eval"]:  # held-out: generated answers and likelihoods, τ is contains
         scores = r["report"]["results"][0]["scores"]
