@@ -40,6 +40,7 @@ from student.messages import LoRASpec, LossOn, TrainSpec
 from teacher.vllm_process import ServerOptions
 
 Mode = Literal["single-model", "teacher-student"]
+StopWhen = Literal["all", "any", "never"]  # pool.stop_when_failed
 SMOLLM2 = "smollm2-135m-instruct"
 ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -248,6 +249,11 @@ class PoolConfig(Section):
     stream: bool | None = None
     """Stream the E-step: each context's self-edits go to the students as soon as they are written; none =
     when the teacher and the students use different devices or machines (orchestrator/placement.py)."""
+    stop_when_failed: StopWhen = "all"
+    """When student jobs that failed (every attempt) stop the run, asked per phase: all = when every job of the
+    phase that trains failed (every job, where none trains: a baseline passes where training fails); any = at
+    the first failed job; never = go on, each failed job scoring 0. --resume runs a stopped phase's failed jobs
+    again. Every run prints each phase's failures, and `seal report` each round's."""
 
 
 class RestemConfig(Section):

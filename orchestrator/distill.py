@@ -24,7 +24,7 @@ from orchestrator.journal import CONFIG, JOURNAL, RunDirError, read_journal, tra
 from orchestrator.models import resolve_model
 from orchestrator.roles import build_pool, build_teacher, teacher_api_key
 from orchestrator.seeds import derive_seed
-from orchestrator.session import RunError, check_inputs, run_domain
+from orchestrator.session import RunError, check_inputs, check_lora_targets, run_domain
 from student.messages import TrainJob, TrainReport
 
 
@@ -42,6 +42,7 @@ def distill(
     cfg = load_config(run_dir / CONFIG)
     inputs = check_inputs(cfg)
     student_model = resolve_model(student)
+    check_lora_targets("student.lora.target_modules", cfg.student.lora, student_model)  # it trains with that LoRA
     domain = run_domain(cfg, student_model, inputs.teacher_model)  # written for this student, not the run's
     adapter = last_adapter(run_dir)
     corpus = list(load_contexts(cfg.data.domain, data, "train") if data else inputs.train)[:limit]

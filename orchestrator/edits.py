@@ -15,7 +15,8 @@ data's, not the initialisation's. What a restart recomputes is what the interrup
 Journal keys: an edit is `{phase}/r{round}/{context}/e{i}`, its jobs `{edit}/s{repeat}`, a context's
 baseline `baseline/{student base}/{context}`, and the student trained on the context alone (the bar
 with restem.baseline = "context") `alone/{student base}/{context}/s{repeat}` — once per context and
-student base, so in teacher–student mode (fixed student) each is computed once per run.
+student base, so in teacher–student mode (fixed student) each is computed once per run. A job that failed is
+journaled as a `failure` under its job's key until its phase goes on, then as its `report` (pool.stop_when_failed).
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ from dataclasses import dataclass
 from statistics import mean
 from typing import Any, Literal
 
-from orchestrator.config import SamplingConfig
+from orchestrator.config import SamplingConfig, StopWhen
 from orchestrator.domains.base import Domain, ParsedEdit, ParseFailure, Purpose
+from orchestrator.errors import RunError
 from orchestrator.journal import Journal, TeacherAdapter
 from orchestrator.progress import Phases
 from orchestrator.seeds import derive_seed
@@ -61,6 +63,7 @@ class EditWork:
     student_base: TeacherAdapter | None  # the adapter students adapt (single-model), None: the base model
     stream: bool  # students start on a context's edits as soon as they are written (the placement says)
     against_alone: bool  # an edit must beat the student trained on its context alone (restem.baseline)
+    stop_when_failed: StopWhen = "all"  # pool.stop_when_failed: which failed jobs stop the run
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,7 @@ def sample_and_apply(
             yield from _pending(w, phase, new, repeats)
 
     most = len(contexts) * (1 + m * repeats)  # journaled jobs and unusable edits have none
-    _run(w, phase, written(), f"round {round_} · {PHASE_NAMES[phase]} · teacher → students", most)
+    _run(w, phase, round_, written(), f"round {round_} · {PHASE_NAMES[phase]} · teacher → students", most)
     return edits, _scored(w, phase, round_, edits, repeats)
 
 
@@ -194,7 +197,7 @@ def apply_edits(w: EditWork, phase: Phase, round_: int, edits: Sequence[Edit], r
     baseline; an edit's reward is its mean τ over the repeats."""
     pending = _pending(w, phase, edits, repeats)
     if pending:
-        _run(w, phase, pending, f"round {round_} · {PHASE_NAMES[phase]} · students", len(pending))
+        _run(w, phase, round_, pending, f"round {round_} · {PHASE_NAMES[phase]} · students", len(pending))
     return _scored(w, phase, round_, edits, repeats)
 
 
@@ -267,20 +270,67 @@ def alone_key(base: TeacherAdapter | None, context_id: str, repeat: int) -> str:
     return f"alone/{f'round-{base.round}' if base else 'base'}/{context_id}/s{repeat}"
 
 
-def _run(w: EditWork, phase: Phase, pending: Iterable[tuple[StudentJob, Any]], description: str, total: int) -> None:
-    """Run jobs (a list, or a generator the pool reads as workers free up) and journal their reports."""
-    context_of: dict[str, Any] = {}
+def _run(w: EditWork, phase: Phase, round_: int, pending: Iterable[tuple[StudentJob, Any]], description: str,
+         total: int) -> None:
+    """Run jobs (a list, or a generator the pool reads as workers free up) and journal their reports. A failed
+    job is said at once (the first of the phase) and counted at the end, and journaled as a `failure` until
+    its phase goes on (pool.stop_when_failed): a stopped phase's failures are no reports, so --resume runs
+    them again; a phase that goes on journals them as reports that score 0."""
+    jobs_of: dict[str, tuple[StudentJob, Any]] = {}
 
     def jobs() -> Iterator[StudentJob]:
         for job, ctx in pending:
-            context_of[job.job_id] = ctx
+            jobs_of[job.job_id] = (job, ctx)
             yield job
 
+    where = {"phase": phase, "round": round_}  # for `seal report`: job ids do not all name their round
+    trained: list[tuple[bool, bool]] = []  # (does the job train, did it succeed) for each job run
+    failed: list[StudentReport] = []
+    console = w.phases.console
     with w.phases.phase(description, total, "jobs") as done:
         for report in w.pool.run(jobs()):
-            score = grade(w.domain, PURPOSES[phase], context_of[report.job_id], report)
-            w.journal.append("report", report.job_id, score=score, report=to_dict(report))
+            job, context = jobs_of[report.job_id]
+            trained.append((bool(job.examples), report.ok))
+            if report.ok:
+                score = grade(w.domain, PURPOSES[phase], context, report)
+                w.journal.append("report", report.job_id, score=score, report=to_dict(report), **where)
+            else:
+                w.journal.append("failure", report.job_id, report=to_dict(report), **where)
+                failed.append(report)
+                if len(failed) == 1:
+                    console.print(f"{description}: job {report.job_id} failed: {reason(report)}", highlight=False)
+                if w.stop_when_failed == "any":
+                    raise RunError(f"{description}: a student job failed ({reason(report)}); {STOPPED % 'any'}")
             done(1)
+    if not failed:
+        return
+    console.print(f"{description}: {len(failed)} of {len(trained)} jobs failed (first: {reason(failed[0])})",
+                  highlight=False)
+    if w.stop_when_failed == "all" and all_failed(trained):
+        raise RunError(f"{description}: every student job that trains failed ({len(failed)} of {len(trained)} "
+                       f"jobs; first: {reason(failed[0])}); {STOPPED % 'all'}")
+    w.journal.append_many([
+        ("report", r.job_id, {"score": grade(w.domain, PURPOSES[phase], jobs_of[r.job_id][1], r),
+                              "report": to_dict(r), **where})
+        for r in failed
+    ])
+
+
+STOPPED = ('the run stops (pool.stop_when_failed = "%s"): fix the cause and --resume to run the failed jobs '
+           'again, or --resume --set pool.stop_when_failed=never to go on with them scoring 0')
+
+
+def all_failed(trained: Sequence[tuple[bool, bool]]) -> bool:
+    """Whether every job that trains failed, given (trains, succeeded) per job; every job where none trains.
+    Baselines do not count beside training jobs: they pass where training fails (a LoRA peft refuses, memory
+    that training runs out of), and without a trained job the phase measured nothing."""
+    counted = [ok for trains, ok in trained if trains] or [ok for _, ok in trained]
+    return bool(counted) and not any(counted)
+
+
+def reason(report: StudentReport) -> str:
+    """A failed job's error, its first line (a worker's traceback can follow it)."""
+    return next((line.strip() for line in (report.error or "").splitlines() if line.strip()), "no error given")
 
 
 def grade(domain: Domain[Any], purpose: Purpose, context: Any, report: StudentReport) -> float:

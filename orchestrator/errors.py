@@ -1,5 +1,5 @@
-"""User-facing errors the CLI prints as one line (`error: ...`, exit 2) instead of a traceback, and the
-readers of user files that raise them."""
+"""User-facing errors the CLI prints as one line (`error: ...`) instead of a traceback, and the readers of
+user files that raise them: a mistake in the input exits 2, a step that failed (RunError) exits 1."""
 
 from __future__ import annotations
 
@@ -10,6 +10,11 @@ from typing import Any
 
 class DataError(ValueError):
     """Input data that cannot be used; the message names the file or item and what is wrong."""
+
+
+class RunError(Exception):
+    """A step that failed for a reason other than the user's input (a failed M-step, a phase whose student
+    jobs failed); the journal keeps what was done, so `--resume` retries from there."""
 
 
 def read_user_text(path: Path, what: str) -> str:

@@ -12,6 +12,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,16 @@ def check_model_folder(path: Path) -> None:
 def check_safetensors(path: Path) -> None:
     """A safetensors file whose header promises more bytes than the file has is cut short (a copy or
     download that stopped); loading it would fail deep inside a worker with a page of traceback."""
+    header, header_len = _safetensors_header(path)
+    end = max((t["data_offsets"][1] for t in header.values()), default=0)
+    if 8 + header_len + end > path.stat().st_size:
+        raise ModelError(f"{path} is truncated ({path.stat().st_size:,} of {8 + header_len + end:,} bytes): "
+                         "prepare or download it again")
+
+
+def _safetensors_header(path: Path) -> tuple[dict[str, Any], int]:
+    """A safetensors file's tensors (name → dtype, shape, data offsets) and its header's length in bytes,
+    read without its data."""
     with path.open("rb") as f:
         header_len = int.from_bytes(f.read(8), "little")
         try:
@@ -129,10 +140,27 @@ def check_safetensors(path: Path) -> None:
             header = None
     if not isinstance(header, dict):
         raise ModelError(f"{path} is not a safetensors file (its header is unreadable): prepare or download it again")
-    end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
-    if 8 + header_len + end > path.stat().st_size:
-        raise ModelError(f"{path} is truncated ({path.stat().st_size:,} of {8 + header_len + end:,} bytes): "
-                         "prepare or download it again")
+    header.pop("__metadata__", None)
+    return header, header_len
+
+
+def weight_modules(folder: str) -> dict[str, int] | None:
+    """A model folder's modules that hold weights, by name (`model.layers.0.self_attn.q_proj`) → the number of
+    dimensions of their `weight` (2: a matrix, what LoRA adapts; 0: no `weight`), read from the safetensors
+    headers without loading a tensor. A tied output layer has no weights of its own in the files, yet is a
+    module. None where the folder has no safetensors files (`*.bin` weights): nothing to read cheaply."""
+    files = sorted(Path(folder).glob("*.safetensors"))
+    if not files:
+        return None
+    modules: dict[str, int] = {}
+    for path in files:
+        for key, tensor in _safetensors_header(path)[0].items():
+            module, _, name = key.rpartition(".")
+            modules[module] = max(modules.get(module, 0), len(tensor["shape"]) if name == "weight" else 0)
+    config = Path(folder) / "config.json"
+    if config.is_file() and json.loads(config.read_text()).get("tie_word_embeddings"):
+        modules.setdefault("lm_head", 2)
+    return modules
 
 
 def has_chat_template(folder: str) -> bool:

@@ -4,7 +4,8 @@ Per round: the E-step's mean reward against the baseline, the share of edits tha
 that did not parse, how many edits were kept, the M-step's last loss, and held-out τ before (round 0)
 and after each round, with its paired change since round 0 (a 95% bootstrap interval over contexts, so
 a reader sees whether τ moved beyond sampling noise). Per held-out context (ARC: per task, 1 = solved):
-τ by round. Plots go to `<run>/plots/` as PNG.
+τ by round. Under the rounds, a line for each round whose student jobs failed: a failed job scores 0, which
+the means above would hide. Plots go to `<run>/plots/` as PNG.
 """
 
 from __future__ import annotations
@@ -53,6 +54,34 @@ def round_rows(records: Sequence[dict[str, Any]]) -> list[RoundRow]:
     gains = gains_over_round_0(per_context(records))
     return [_row(k, rewards.get(k, []), selections.get(k), msteps.get(k), evaluations.get(k), gains.get(k))
             for k in rounds]
+
+
+@dataclass(frozen=True)
+class FailedJobs:
+    round: int
+    failed: int
+    jobs: int  # the student jobs the round ran
+    first: str  # the first failed job's error
+
+
+def failed_jobs(records: Sequence[dict[str, Any]]) -> list[FailedJobs]:
+    """Per round with failed student jobs, how many of its jobs failed: the last record of each job, its report
+    or, in a phase that stopped the run, its `failure` (orchestrator/edits.py). Jobs are counted where they
+    name their round (journals from before issue #34 do not)."""
+    last: dict[str, dict[str, Any]] = {}
+    for r in records:
+        if r["type"] in ("report", "failure") and "round" in r:
+            last[r["key"]] = r
+    rounds: dict[int, list[dict[str, Any]]] = {}
+    for r in last.values():
+        rounds.setdefault(r["round"], []).append(r["report"])
+    out = []
+    for k, reports in sorted(rounds.items()):
+        failed = [r for r in reports if not r["ok"]]
+        if failed:
+            first = next((line for line in (failed[0].get("error") or "").splitlines() if line.strip()), "")
+            out.append(FailedJobs(k, len(failed), len(reports), first.strip()))
+    return out
 
 
 def gains_over_round_0(taus: dict[str, dict[int, float]]) -> dict[int, Estimate]:
@@ -108,8 +137,10 @@ def _fmt(value: float | int | None, spec: str = ".3f") -> str:
     return "–" if value is None else format(value, spec)
 
 
-def rounds_table(rows: Sequence[RoundRow], title: str) -> Table:
-    table = Table(title=title)
+def rounds_table(rows: Sequence[RoundRow], title: str, failed: Sequence[FailedJobs] = ()) -> Table:
+    lines = [f"round {f.round}: {f.failed} of {f.jobs} student jobs failed (first: {f.first})"
+             for f in failed]
+    table = Table(title=title, caption="\n".join(lines) or None, caption_justify="left", caption_style="red")
     # E-step: mean reward, the unadapted student's and the context-alone student's τ, share beating the bar,
     # share unparsed, kept of contexts; M-step loss; held-out τ against the same two.
     names = ("round", "reward", "base", "alone", "better", "unparsed", "kept", "loss", "τ", "τ base", "τ alone",
@@ -223,7 +254,7 @@ def report(run_dir: Path, per_context_rows: int = 20) -> tuple[list[Table], Path
     """The tables to print and the plot written; per-context τ when there are few enough contexts."""
     records = read_journal(run_dir / JOURNAL)
     rows = round_rows(records)
-    tables = [rounds_table(rows, f"{run_dir}: E-step reward, M-step loss, held-out τ")]
+    tables = [rounds_table(rows, f"{run_dir}: E-step reward, M-step loss, held-out τ", failed_jobs(records))]
     taus = per_context(records)
     if 0 < len(taus) <= per_context_rows:
         tables.append(contexts_table(taus, "held-out τ per context (ARC: 1 = task solved)"))

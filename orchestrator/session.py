@@ -26,26 +26,22 @@ from orchestrator.domains import DomainOptionError, load_contexts, make_domain
 from orchestrator.domains.base import Domain
 from orchestrator.edits import EditWork
 from orchestrator.errors import DataError
+from orchestrator.errors import RunError as RunError  # defined beside the others; imported from here as before
 from orchestrator.journal import CONFIG, JOURNAL, Journal, RunDirError, TeacherAdapter, create_run_dir
 from orchestrator.metrics import MetricsSink, make_tracker
 from orchestrator.model_shape import attention_heads
-from orchestrator.models import has_chat_template, resolve_model
+from orchestrator.models import has_chat_template, resolve_model, weight_modules
 from orchestrator.placement import Placement
 from orchestrator.progress import Phases
 from orchestrator.roles import build_pool, build_roles, place_roles, teacher_api_key
 from orchestrator.seeds import round_slice, shuffled
 from orchestrator.selection import Rule
-from student.messages import TrainSpec
+from student.messages import LoRASpec, TrainSpec
 from student.pool import Pool
 from teacher.base import Teacher
 
 # Keys a resumed run may change: how long it runs and where its jobs run, not what it computes.
 RESUMABLE = ("run.rounds", "pool.", "metrics.", "teacher.url", "teacher.api_key_env")
-
-
-class RunError(Exception):
-    """A step that failed for a reason other than the user's input (a failed M-step); the journal
-    keeps what was done, so `--resume` retries from there."""
 
 
 @dataclass(frozen=True)
@@ -95,7 +91,7 @@ class Session:
             domain=self.domain, teacher=self.teacher, pool=self.pool, journal=self.journal, phases=self.phases,
             seed=c.run.seed, sampling=c.teacher.sampling, lora=c.student.lora, train=c.student.train,
             student_base=adapter if c.run.mode == "single-model" else None, stream=self.inputs.placement.stream,
-            against_alone=baseline_kind(c, self.domain) == "context",
+            against_alone=baseline_kind(c, self.domain) == "context", stop_when_failed=c.pool.stop_when_failed,
         )
 
     def trainer(self) -> Pool:
@@ -131,6 +127,8 @@ def baseline_kind(cfg: SealConfig, domain: Domain[Any]) -> str:
 def check_inputs(cfg: SealConfig) -> Inputs:
     data = cfg.data
     teacher_model, student_model = resolve_model(cfg.teacher.model), resolve_model(cfg.student_model)
+    check_lora_targets("student.lora.target_modules", cfg.student.lora, student_model)
+    check_lora_targets("restem.lora.target_modules", cfg.restem.lora, teacher_model)  # the M-step trains the teacher
     domain = run_domain(cfg, student_model, teacher_model)
     if cfg.restem.baseline == "context" and getattr(domain, "default_baseline", None) != "context":
         raise ConfigError(f'restem.baseline = "context": the {domain.name} domain\'s contexts have no training '
@@ -151,6 +149,25 @@ def check_inputs(cfg: SealConfig) -> Inputs:
         teacher_model=teacher_model, student_model=student_model,
         placement=place_roles(cfg, attention_heads(teacher_model)),
     )
+
+
+def check_lora_targets(field: str, lora: LoRASpec, model: str) -> None:
+    """Each target module names a weight matrix of the model (a module name or its dotted end, as peft matches
+    them), read from the folder's safetensors headers. Else every student job would fail inside peft, long
+    after the run started (issue #34); and a name that matches nothing beside one that does, peft leaves out
+    without a word."""
+    modules = weight_modules(model)
+    if modules is None:  # *.bin weights: the jobs' failures say it (pool.stop_when_failed)
+        return
+
+    def matrices(target: str) -> list[int]:
+        return [dims for name, dims in modules.items() if name == target or name.endswith(f".{target}")]
+
+    missing = [target for target in lora.target_modules if max(matrices(target), default=0) < 2]
+    if missing:
+        names = dict.fromkeys(name.rpartition(".")[2] for name, dims in modules.items() if dims == 2)
+        raise ConfigError(f"{field}: {model} has no weight matrix named {', '.join(map(repr, missing))}; "
+                          f"its matrices: {', '.join(names)}")
 
 
 def run_domain(cfg: SealConfig, student_model: str, teacher_model: str | None = None) -> Domain[Any]:

@@ -45,14 +45,19 @@ def merge_adapter(model: torch.nn.Module, adapter_dir: str) -> list[tuple[torch.
     tensors = load_file(Path(adapter_dir) / WEIGHTS)
     if any(not k.endswith(("lora_A.weight", "lora_B.weight")) for k in tensors):
         raise ValueError(f"adapter {adapter_dir}: only LoRA on linear layers (no bias) can be merged")
-    undo = []
-    for key in (k for k in tensors if k.endswith("lora_A.weight")):
-        module = model.get_submodule(key.removeprefix("base_model.model.").removesuffix(".lora_A.weight"))
-        weight = module.get_base_layer().weight if isinstance(module, BaseTunerLayer) else module.weight
-        a, b = tensors[key], tensors[key.replace("lora_A", "lora_B")]
-        delta = b.to(weight.device, torch.float32) @ a.to(weight.device, torch.float32)
-        undo.append((weight, weight.detach().clone()))
-        weight.data.copy_(weight.float() + delta * scale)
+    undo: list[tuple[torch.Tensor, torch.Tensor]] = []
+    try:
+        for key in (k for k in tensors if k.endswith("lora_A.weight")):
+            module = model.get_submodule(key.removeprefix("base_model.model.").removesuffix(".lora_A.weight"))
+            weight = module.get_base_layer().weight if isinstance(module, BaseTunerLayer) else module.weight
+            a, b = tensors[key], tensors[key.replace("lora_A", "lora_B")]
+            delta = b.to(weight.device, torch.float32) @ a.to(weight.device, torch.float32)
+            undo.append((weight, weight.detach().clone()))
+            weight.data.copy_(weight.float() + delta * scale)
+    except Exception:
+        for weight, original in undo:  # a part-merged base would stay in every later job of this student
+            weight.data.copy_(original)
+        raise
     return undo
 
 

@@ -155,7 +155,14 @@ class Student:
         """A from the seed (kaiming-uniform, as peft initialises it), B zero: the adapter is a no-op
         again and no state of an earlier job survives."""
         if lora != self.lora:
-            self._wrap(self.model.unload(), lora)
+            base = self.model.unload()
+            try:
+                self._wrap(base, lora)
+            except Exception:
+                # peft refused the new LoRA (a target that names no module, an unsupported one) with the base
+                # already unwrapped: wrap it as it was, or every later job finds no LoRA layers (issue #34).
+                self._wrap(_without_lora(base), self.lora)
+                raise
         torch.manual_seed(seed)  # also seeds LoRA dropout
         for module in self.model.modules():
             if isinstance(module, LoraLayer):
@@ -169,7 +176,12 @@ class Student:
         if adapter_dir == self.base_adapter:
             return
         if self.stack_base_adapter:
-            self._stack(adapter_dir)
+            self.base_adapter = None  # until the new one is stacked: a load that fails leaves none, said so
+            try:
+                self._stack(adapter_dir)
+            except Exception:
+                self._stack(None)  # drop a half-loaded one
+                raise
             self.base_adapter = adapter_dir
             return
         for weight, original in self._unmerged:
@@ -286,6 +298,15 @@ def gold_logprobs(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, pr
 
 def run_job(student: Student, job: Job) -> Report:
     return student.run(job) if isinstance(job, StudentJob) else student.train(job)
+
+
+def _without_lora(model: torch.nn.Module) -> torch.nn.Module:
+    """`model` with every LoRA layer a failed wrap may have injected replaced by the layer it wraps."""
+    for name, module in list(model.named_modules()):
+        if isinstance(module, LoraLayer):
+            parent, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent), child, module.get_base_layer())
+    return model
 
 
 def _lora_config(spec: LoRASpec) -> LoraConfig:

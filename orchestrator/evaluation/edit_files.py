@@ -25,7 +25,7 @@ from orchestrator.errors import DataError
 from orchestrator.evaluation import tables
 from orchestrator.models import resolve_model
 from orchestrator.roles import build_pool
-from orchestrator.session import student_chat
+from orchestrator.session import check_lora_targets, student_chat
 from student.messages import LoRASpec, StudentReport, TrainSpec, to_dict
 
 
@@ -131,6 +131,7 @@ def evaluate_files(
     chosen = choose(len(loaded[0]), first, sample, seed)
     rows = table_rows(files, loaded, chosen, edit_index)
     student_model = resolve_model(model)
+    check_lora_targets("student.lora.target_modules", cfg.student.lora, student_model)
     domain = make_domain("knowledge", cfg.data.options, chat=student_chat(cfg.student.train, student_model))
     with console.status(f"starting the {cfg.pool.kind} pool ({model})"):
         pool = build_pool(cfg, student_model)

@@ -180,3 +180,70 @@ def test_a_phase_cut_between_teacher_calls_resumes_to_the_same_edits(
     resumed = read_journal(cut.run_dir / JOURNAL)
     assert outcomes(resumed) == outcomes(records)
     assert sum(r["type"] == "edit" for r in resumed) == sum(r["type"] == "edit" for r in records)  # none twice
+
+
+class FailsTraining:
+    """A pool whose jobs that train fail every attempt, as when peft refuses the LoRA; baselines pass."""
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+
+    def run(self, jobs: Any) -> Iterator[Any]:
+        from student.pool import failed_report
+
+        for job in jobs:
+            if job.examples:
+                yield failed_report(job, "NoMatchingPeftModuleError: Target modules ['nope_proj'] not found\n  more",
+                                    2, "w")
+            else:
+                yield from self.pool.run([job])
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+def test_failed_jobs_are_said_stop_the_run_as_pool_stop_when_failed_says_and_run_again_on_resume(
+    work: tuple[edits.EditWork, list[Any]]
+) -> None:
+    """Issue #34. "all" (the default): a phase whose every training job failed stops the run before anything is
+    graded, its failures journaled apart, so that --resume runs them again. "never": the phase goes on and its
+    failures are reports that score 0. "any": the first failed job stops it. Each phase says what failed."""
+    from orchestrator.errors import RunError
+
+    w, contexts = work
+    console = Console(record=True, width=400)
+    ok = dataclasses.replace(w, teacher=Restates(), phases=Phases(console))  # its edits always parse: they train
+    failing = dataclasses.replace(ok, pool=FailsTraining(w.pool))
+    written = edits.sample_edits(ok, "train", 1, contexts, 2)
+    with pytest.raises(RunError, match=r'students: every student job that trains failed \(4 of 6 jobs; first: '
+                                       r'NoMatchingPeftModuleError: .*not found\); .*pool.stop_when_failed = "all"'):
+        edits.apply_edits(failing, "train", 1, written, 1)
+    said = console.export_text()
+    assert "round 1 · E-step · students: job train/r1/" in said and "4 of 6 jobs failed (first: NoMatching" in said
+    failures = [r for r in w.journal.records if r["type"] == "failure"]
+    assert len(failures) == 4 and all(r["round"] == 1 and r["phase"] == "train" for r in failures)
+    assert not any(w.journal.get("report", r["key"]) for r in failures)
+    assert not any(r["type"] == "reward" for r in w.journal.records)
+
+    scored = edits.apply_edits(ok, "train", 1, written, 1)  # --resume, the cause fixed: they run again
+    assert all(w.journal.get("report", r["key"])["report"]["ok"] for r in failures)  # type: ignore[index]
+    assert len(scored) == 4
+
+    never = dataclasses.replace(failing, stop_when_failed="never")  # round 2: the baselines are journaled
+    scored = edits.apply_edits(never, "train", 2, edits.sample_edits(never, "train", 2, contexts, 2), 1)
+    assert [x.reward for x in scored] == [0.0] * 4
+    lost = [r for r in w.journal.records if r["type"] == "report" and r["key"].startswith("train/r2/")]
+    assert len(lost) == 4 and not any(r["report"]["ok"] or r["score"] for r in lost)
+
+    first = dataclasses.replace(failing, stop_when_failed="any")
+    with pytest.raises(RunError, match=r'a student job failed \(NoMatching.*pool.stop_when_failed = "any"'):
+        edits.apply_edits(first, "train", 3, edits.sample_edits(first, "train", 3, contexts, 2), 1)
+    assert sum(r["type"] == "failure" and r["round"] == 3 for r in w.journal.records) == 1
+
+
+def test_a_phase_stops_when_every_job_that_trains_failed() -> None:
+    """(trains, succeeded) per job: baselines count only where no job trains."""
+    assert edits.all_failed([(True, False), (False, True), (True, False)])
+    assert not edits.all_failed([(True, False), (True, True)])
+    assert edits.all_failed([(False, False)]) and not edits.all_failed([(False, True)])
+    assert not edits.all_failed([])

@@ -316,3 +316,33 @@ def test_training_rounds_answer_as_the_reward_needs_and_held_out_rounds_as_tau_n
         answers = [p["answer"] for p in r["report"]["results"]]
         assert (answers == [""] * len(answers) or not likelihood_only) and 0.0 <= r["score"] <= 1.0
         assert ("f1" in r["report"]["results"][0]["scores"]) != likelihood_only
+
+
+def test_a_run_whose_student_jobs_fail_says_so_stops_and_goes_on_when_told(
+    tiny_config: TinyConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue #34's run: a LoRA target the model lacks (past the check that now refuses it before the run) fails
+    every job that trains. The run says so, stops at the first phase (round 0's held-out τ), and --resume with
+    pool.stop_when_failed = "never" runs the failed jobs again and goes on; the baselines pass throughout (a
+    failed job no longer breaks the student), and `seal report` names the round that lost jobs."""
+    from orchestrator import session
+    from orchestrator.session import RunError
+
+    monkeypatch.setattr(session, "check_lora_targets", lambda *args: None)
+    sets = {**SMALL, "run.rounds": 0, "student.lora.target_modules": ["nope_proj"]}
+    console = Console(record=True, width=400)
+    with pytest.raises(RunError, match=r"round 0 · held-out · students: every student job that trains failed "
+                                       r"\(\d of \d jobs; first: NoMatchingPeftModuleError: Target modules"):
+        loop.main(tiny_config(tmp_path, "lost", **sets), False, console)
+    said = console.export_text()
+    assert "held-out · students: job alone/base/" in said and "jobs failed (first: NoMatchingPeftModuleError" in said
+
+    records = run(tiny_config(tmp_path, "lost", **sets, **{"pool.stop_when_failed": "never"}), resume=True)
+    reports = {r["key"]: r["report"] for r in records if r["type"] == "report"}
+    trains = [k for k in reports if not k.startswith("baseline/")]  # the context alone, and the edit if it parsed
+    assert trains and not any(reports[k]["ok"] for k in trains)
+    assert [r["ok"] for k, r in reports.items() if k.startswith("baseline/")] == [True]
+    assert sum(r["type"] == "failure" for r in records) == 2 * len(trains)  # when it stopped, and on resume
+    (table, *_), _ = report(tmp_path / "lost")
+    line = f"round 0: {len(trains)} of {len(reports)} student jobs failed (first: NoMatchingPeftModuleError"
+    assert line in str(table.caption)

@@ -131,6 +131,18 @@ def test_a_truncated_model_in_run_and_eval_edits(tmp_path: Path, runs: Path, sea
     one_line_error(*seal_cli("eval-edits", "--data", data, "--model", model, "--passages", "1"), message)
 
 
+@pytest.mark.parametrize("field", ["student.lora.target_modules", "restem.lora.target_modules"])
+def test_lora_targets_the_model_lacks(field: str, tiny_model_dir: str, runs: Path, seal_cli: SealCli) -> None:
+    """Issue #34: read from the model folder's safetensors headers (no weights loaded), before anything runs; it
+    used to fail every student job inside peft. A norm has no matrix LoRA could adapt; q_proj is fine."""
+    targets = f'{field}=["q_proj", "nope_proj", "input_layernorm"]'
+    code, output = run_with(seal_cli, runs, f'teacher.model="{tiny_model_dir}"', targets)
+    one_line_error(code, output, f"{field}: {Path(tiny_model_dir).resolve()} has no weight matrix named 'nope_proj', "
+                                 "'input_layernorm'; its matrices: embed_tokens, ")
+    assert all(name in output for name in ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"))
+    assert not runs.exists()
+
+
 def test_a_hub_id_offline(tmp_path: Path, runs: Path, monkeypatch: pytest.MonkeyPatch, seal_cli: SealCli) -> None:
     import huggingface_hub.constants
 

@@ -122,6 +122,48 @@ def test_base_adapter_is_merged_once_and_unmerged_exactly(trained_adapter: Path,
     assert torch.equal(logits(tiny_student), plain)
 
 
+@pytest.mark.parametrize("targets", [("nope_proj",), ("q_proj", "input_layernorm")], ids=["no-match", "unsupported"])
+def test_a_lora_peft_refuses_fails_its_job_and_leaves_the_student_as_it_was(
+    tiny_student: Student, targets: tuple[str, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue #34: a re-wrap that peft refuses (no module matches; a norm it cannot adapt, after q_proj matched)
+    raises inside the job, and the next jobs, a baseline and a training one, run as if it never had. It used
+    to leave the base unwrapped: every later job failed with "No adapter layers found in the model"."""
+    monkeypatch.setenv("SEAL_THREADS", "1")  # the same thread count for every job: the same sums (runtime/cores.py)
+    baseline = StudentJob("base", 0, examples=(), probes=PROBES, train=FAST)
+    job = StudentJob("a", seed=1, examples=EXAMPLES, probes=PROBES, train=FAST)
+    before, trained = tiny_student.run(baseline), tiny_student.run(job)
+    with pytest.raises(ValueError):  # peft's NoMatchingPeftModuleError is a ValueError too
+        tiny_student.run(dataclasses.replace(job, lora=LoRASpec(r=4, alpha=4, target_modules=targets)))
+    assert tiny_student.run(baseline).results == before.results
+    again = tiny_student.run(job)
+    assert again.epoch_losses == trained.epoch_losses and again.results == trained.results
+    other = tiny_student.run(dataclasses.replace(job, lora=RESHAPED))  # and it can still re-wrap
+    assert other.ok and other.epoch_losses != trained.epoch_losses
+
+
+def test_a_base_adapter_that_fails_to_merge_leaves_the_base_weights(trained_adapter: Path, tiny_student: Student,
+                                                                    tmp_path: Path) -> None:
+    """A merge that fails half-way (a module the model lacks, after real ones) undoes what it merged."""
+    from safetensors.torch import load_file, save_file
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "adapter_config.json").write_text((trained_adapter / "adapter_config.json").read_text())
+    tensors = load_file(trained_adapter / "adapter_model.safetensors")
+    for key in [k for k in tensors if ".layers.0." in k]:  # the tiny model has layers 0 and 1: 9 is merged last
+        tensors[key.replace(".layers.0.", ".layers.9.")] = tensors[key].clone()
+    save_file(tensors, broken / "adapter_model.safetensors")
+    assert ".layers.9." in list(load_file(broken / "adapter_model.safetensors"))[-1]
+    baseline = StudentJob("base", 0, examples=(), probes=PROBES, train=FAST)
+    tiny_student.run(baseline)
+    plain = logits(tiny_student)
+    with pytest.raises(AttributeError):
+        tiny_student.run(dataclasses.replace(baseline, base_adapter=str(broken)))
+    assert torch.equal(logits(tiny_student), plain)
+    assert tiny_student.run(baseline).ok and torch.equal(logits(tiny_student), plain)
+
+
 FICTION = [  # a made-up fact: no pretrained model can know it
     ("What is the capital of Veloria?", "The capital of Veloria is Quenmarsh."),
     ("Which city is the capital of Veloria?", "Quenmarsh is the capital of Veloria."),
