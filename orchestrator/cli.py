@@ -4,6 +4,7 @@ user mistakes end in one `error: ...` line and exit code 2, never a traceback.""
 from __future__ import annotations
 
 import errno
+import math
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -94,10 +95,40 @@ def _save_traceback() -> Path:
     return Path("(not saved: no writable folder)")
 
 
+@app.callback()
+@user_errors
+def environment() -> None:
+    """The environment variables seal reads are checked like a config's fields, before any command works."""
+    from runtime.devices import fixed_threads
+    from runtime.precision import bf16_wanted
+
+    try:
+        if "SEAL_THREADS" in os.environ:
+            fixed_threads(os.environ["SEAL_THREADS"])
+        bf16_wanted(supported=True)  # raises on a SEAL_PRECISION that is neither auto nor fp32
+    except ValueError as e:
+        raise UserError(str(e)) from None
+
+
 def _at_least_one(*flags: tuple[str, int]) -> None:
     for flag, value in flags:
         if value < 1:
             raise UserError(f"{flag} must be 1 or more, got {value}")
+
+
+def _out_file(out: Path | None) -> None:
+    """--out names a file in a folder that exists: checked before the work, and no folder is made for it."""
+    if out is not None and out.is_dir():
+        raise UserError(f"--out {out} is a directory: give a file name, e.g. {out / 'results.json'}")
+    if out is not None and not out.parent.is_dir():
+        raise UserError(f"--out {out}: directory {out.parent} does not exist; create it or choose another")
+
+
+def _folder(path: Path, flag: str) -> None:
+    """`path` is a folder or can be made one (the command makes it): no file on the way."""
+    file = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+    if file is not None:
+        raise UserError(f"{flag} {path}: {file} is a file, not a folder")
 
 
 @app.command("prepare-model")
@@ -174,6 +205,9 @@ def run_cmd(
     _print_report(run_dir)
 
 
+MAX_GPUS = 4096  # more than any one run plans for; a typo beyond it would only make a plan of nonsense
+
+
 @app.command("plan")
 @user_errors
 def plan_cmd(
@@ -186,10 +220,10 @@ def plan_cmd(
     per process and time per round, estimated from this repo's measured per-unit costs; warns what will not fit."""
     from orchestrator.plan import make_plan, render
 
-    if gpus is not None and gpus < 0:
-        raise UserError(f"--gpus must be 0 (the CPU) or more, got {gpus}")
-    if gpu_memory_gib <= 0:
-        raise UserError(f"--gpu-memory-gib must be more than 0, got {gpu_memory_gib:g}")
+    if gpus is not None and not 0 <= gpus <= MAX_GPUS:
+        raise UserError(f"--gpus must be 0 (the CPU) to {MAX_GPUS}, got {gpus}")
+    if not 0 < gpu_memory_gib < math.inf:  # nan too
+        raise UserError(f"--gpu-memory-gib must be a finite number more than 0, got {gpu_memory_gib:g}")
     plan = make_plan(_load(config, sets), str(config or "the quickstart"), gpus, gpu_memory_gib)
     for item in render(plan):
         console.print(item, highlight=False, soft_wrap=isinstance(item, str))
@@ -260,6 +294,7 @@ def eval_cmd(
     from orchestrator.judge import JudgeError
     from orchestrator.session import check_inputs
 
+    _out_file(out)
     if config is None and run is not None:
         config = run / "config.toml"
     cfg = _load(config, sets)
@@ -285,9 +320,14 @@ def distill_cmd(
 ) -> None:
     """The run's trained teacher writes a self-edit per context; the student is fine-tuned on them all
     and its adapter saved under RUN/distill/NAME/."""
+    from orchestrator.config import folder_name
     from orchestrator.distill import distill
 
-    name = name or Path(student).name
+    name = Path(student).name if name is None else name
+    try:
+        folder_name(name)
+    except ValueError as e:
+        raise UserError(f"--name: {e}") from None
     with _step_failures():
         result = distill(run, student, name, data, contexts, console)
     losses = ", ".join(f"{x:.3f}" for x in result.report.epoch_losses)
@@ -325,9 +365,9 @@ def _print_report(run_dir: Path) -> None:
 def eval_edits_cmd(
     data: Annotated[list[Path], typer.Option(help="SEAL-format JSON with self-edits in `completions`; give it "
                                                   "again for more rows (every file: the same passages).")],
-    passages: Annotated[int, typer.Option(help="Evaluate the first K passages.")] = 5,
-    sample: Annotated[int | None, typer.Option(help="Evaluate a random sample of K passages (by --seed) instead.")]
-    = None,
+    passages: Annotated[int | None, typer.Option(help="Evaluate the first K passages (default 5).")] = None,
+    sample: Annotated[int | None, typer.Option(help="Evaluate a random sample of K passages (by --seed) instead "
+                                                    "of --passages.")] = None,
     seed: Annotated[int, typer.Option(help="Passage i's fresh LoRA is seeded with seed + i; seeds --sample.")] = 0,
     model: Annotated[str, typer.Option(help="Student: a prepared name, a folder or a Hub id.")] = SMOLLM2,
     edit_index: Annotated[int, typer.Option(help="Which of each passage's self-edits to apply.")] = 0,
@@ -344,11 +384,15 @@ def eval_edits_cmd(
     (`--set student.lora.target_modules=[...]`, `--set student.train.epochs=10`, `--set data.options.metric=...`)."""
     from orchestrator.evaluation import edit_files, tables
 
-    cfg = _load(None, sets, **{"pool.kind": pool, "pool.workers": workers})
-    _at_least_one(("--passages", passages), ("--sample", sample or 1))
+    if passages is not None and sample is not None:
+        raise UserError("--passages and --sample exclude each other: give the first K passages or a sample of K")
+    first = 5 if passages is None else passages
+    _at_least_one(("--passages", first), ("--sample", 1 if sample is None else sample))
     if edit_index < 0:
         raise UserError(f"--edit-index must be 0 or more, got {edit_index}")
-    table, used = edit_files.evaluate_files(cfg, data, edit_format, model, passages, sample, seed, edit_index,
+    _out_file(out)
+    cfg = _load(None, sets, **{"pool.kind": pool, "pool.workers": workers})
+    table, used = edit_files.evaluate_files(cfg, data, edit_format, model, first, sample, seed, edit_index,
                                             console)
     for rendered in edit_files.render(table, f"{len(used['passages'])} passages, student {model}"):
         console.print(rendered)
@@ -394,6 +438,7 @@ def teacher_serve_cmd(
     if port is not None and not 0 < port < 65536:
         raise UserError(f"--port must be a TCP port, 1 to 65535, got {port}")
     _at_least_one(("--max-lora-rank", max_lora_rank), ("--max-model-len", max_model_len))
+    _folder(log_dir, "--log-dir")
     api_key = api_key_from_env(api_key_env, "--api-key-env")
     options = ServerOptions(port=port, max_lora_rank=max_lora_rank, max_model_len=max_model_len)
     path = resolve_model(model)
@@ -448,7 +493,8 @@ def propose_cmd(
     from orchestrator.roles import api_key_from_env
     from teacher.base import Sampling
 
-    _at_least_one(("--n", n), ("--passages", passages or 1), ("--max-tokens", max_tokens))
+    _at_least_one(("--n", n), ("--passages", 1 if passages is None else passages), ("--max-tokens", max_tokens))
+    _out_file(out)
     if temperature < 0 or not 0 < top_p <= 1:
         raise UserError(f"need --temperature >= 0 and 0 < --top-p <= 1, got {temperature} and {top_p}")
     if backend not in ("vllm", "hf"):

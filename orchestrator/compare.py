@@ -24,7 +24,7 @@ from rich.table import Table
 
 from orchestrator import loop
 from orchestrator.config import Mode, SealConfig, with_overrides
-from orchestrator.journal import JOURNAL, Journal, read_journal, relocated
+from orchestrator.journal import JOURNAL, Journal, in_run, read_journal, relocated
 from orchestrator.report import RoundRow, modes_table, plot_modes, round_rows
 from orchestrator.session import prepare_run_dir
 
@@ -67,8 +67,9 @@ def fork_shared_prefix(single: SealConfig, teacher_student: SealConfig) -> int:
             shared.append(r)
     run_dir = prepare_run_dir(teacher_student, resume=False)
     for end in (r for r in shared if r["type"] == "mstep_end" and not r.get("skipped")):
-        shutil.copytree(end["adapter"], relocated(end["adapter"], single.run_dir, run_dir))
-    records = [relocated(r, single.run_dir, run_dir) for r in shared]
+        adapter = Path(in_run(single.run_dir, end["adapter"]))
+        shutil.copytree(adapter, run_dir / adapter.relative_to(single.run_dir))
+    records = [relocated(r, single.run_dir, Path()) for r in shared]  # paths in the run: stored relative to it
     with Journal(run_dir / JOURNAL) as journal:
         journal.append("fork", "0", source=str(single.run_dir), records=len(records))
         journal.append_many([(r["type"], r["key"], _fields(r)) for r in records])

@@ -70,6 +70,13 @@ def gpu_indices(devices: tuple[int, ...] | None) -> tuple[int, ...] | None:
 Devices = Annotated[tuple[int, ...] | None, AfterValidator(gpu_indices)]
 
 
+def folder_name(name: str) -> str:
+    """A name that is one folder inside its parent (a run in runs_dir, a distillation in RUN/distill)."""
+    if not name.strip() or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise ValueError(f"must be one folder name: not empty, no / or \\, not . or .. (got {name!r})")
+    return name
+
+
 @dataclass(frozen=True)
 class CheckedBy:
     """Annotated metadata for a field holding one of the students' plain message dataclasses (TrainSpec,
@@ -134,7 +141,7 @@ class TrainSpecFields(SFTFields):
 
 
 class RunConfig(Section):
-    name: str = "quickstart"
+    name: Annotated[str, AfterValidator(folder_name)] = "quickstart"
     """Run directory name: the run lives in `runs_dir/name/`."""
     seed: int = 0
     """Every seed (context sampling, teacher sampling, student LoRA inits) derives from this one."""

@@ -4,7 +4,9 @@
 `metrics.jsonl` and plots. Every result is appended to the journal, as one JSON line written with a
 single `write` and `fsync`ed, before the loop acts on it; a restarted run reads the journal back and
 computes only what is missing. Records carry a `type` and a `key` that is unique per type (an edit's
-place, a job id, a round), so read-back is a dictionary lookup.
+place, a job id, a round), so read-back is a dictionary lookup. A path inside the run directory (a teacher
+adapter) is stored relative to it (`stored`) and found again with `in_run`, so a run works from any folder
+and after it is moved or renamed.
 
 A run directory is never overwritten: an existing one is an error unless the caller resumes it.
 A SIGKILL can leave a torn last line; it is cut off on open (it was never acted on).
@@ -58,13 +60,34 @@ class TeacherAdapter:
     path: str
 
 
-def trained_adapter(records: Iterable[dict[str, Any]], through: int | None = None) -> TeacherAdapter | None:
-    """The latest adapter a finished M-step trained in rounds ≤ `through` (any round: None). An M-step
-    that kept nothing trained none: the teacher kept the adapter before it."""
+def trained_adapter(records: Iterable[dict[str, Any]], through: int | None = None, run_dir: Path | None = None
+                    ) -> TeacherAdapter | None:
+    """The latest adapter a finished M-step trained in rounds ≤ `through` (any round: None), its path found
+    in `run_dir` (None: as stored). An M-step that kept nothing trained none: the teacher kept the adapter
+    before it."""
     ends = [r for r in records if r["type"] == "mstep_end" and not r.get("skipped")
             and (through is None or r["round"] <= through)]
     last = max(ends, key=lambda r: r["round"], default=None)
-    return TeacherAdapter(last["round"], last["adapter"]) if last else None
+    if last is None:
+        return None
+    return TeacherAdapter(last["round"], in_run(run_dir, last["adapter"]) if run_dir else last["adapter"])
+
+
+def stored(run_dir: Path, path: str) -> str:
+    """A path as the journal stores it: relative to the run directory when inside it, so that the run
+    works from any folder and after it is moved or renamed."""
+    return str(relocated(path, run_dir, Path()))
+
+
+def in_run(run_dir: Path, path: str) -> str:
+    """A path the journal stored, to use now: relative to the run directory (how it is stored; an absolute
+    one as it is), else the same place inside this run directory. Older journals stored paths relative to
+    the folder the run started in, or absolute: `runs/old/adapters/round-1/teacher` is found as
+    `adapters/round-1/teacher` in the run directory, wherever it is now (never relative to the current
+    folder, which may be another run's)."""
+    parts = Path(path).parts
+    found = (run_dir.joinpath(*parts[i:]) for i in range(len(parts)))
+    return str(next((p for p in found if p.exists()), run_dir / path))
 
 
 def relocated(value: Any, old: Path, new: Path) -> Any:
@@ -158,7 +181,7 @@ def _parse(data: bytes, path: Path) -> list[dict[str, Any]]:
             continue
         try:
             record = json.loads(line)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, UnicodeDecodeError):  # a torn or overwritten line, binary bytes
             raise RunDirError(f"{path}: line {number} is not JSON; the journal is damaged") from None
         if not isinstance(record, dict) or "type" not in record or "key" not in record:
             raise RunDirError(f"{path}: line {number} is not a journal record")

@@ -27,7 +27,7 @@ from rich.console import Console
 
 from orchestrator.config import SealConfig
 from orchestrator.edits import sample_and_apply, teacher_example
-from orchestrator.journal import TeacherAdapter, adapter_dir, trained_adapter
+from orchestrator.journal import TeacherAdapter, adapter_dir, in_run, relocated, stored, trained_adapter
 from orchestrator.seeds import derive_seed
 from orchestrator.selection import Scored, select, summarize
 from orchestrator.session import RunError, Session, open_session
@@ -50,7 +50,7 @@ def run(s: Session) -> None:
     for k in range(s.cfg.run.rounds + 1):
         if s.journal.get("evaluation", f"r{k}"):
             continue  # finished before a restart
-        adapter = switch(s.teacher, adapter, trained_adapter(s.journal.records, k - 1))
+        adapter = switch(s.teacher, adapter, trained_adapter(s.journal.records, k - 1, s.run_dir))
         if k > 0:
             adapter = switch(s.teacher, adapter, run_round(s, k, adapter))
         held_out_tau(s, k, adapter)
@@ -96,9 +96,9 @@ def m_step(s: Session, k: int, pairs: list[tuple[TeacherPrompt, str]], adapter: 
     with nothing kept, the teacher keeps `adapter`."""
     done = s.journal.get("mstep_end", f"r{k}")
     if done:
-        return adapter if done.get("skipped") else TeacherAdapter(k, done["adapter"])
+        return adapter if done.get("skipped") else TeacherAdapter(k, in_run(s.run_dir, done["adapter"]))
     if not pairs:
-        s.journal.append("mstep_end", f"r{k}", round=k, adapter=adapter.path if adapter else None, skipped=True)
+        s.journal.append("mstep_end", f"r{k}", round=k, adapter=_stored(s, adapter), skipped=True)
         return adapter
     out = adapter_dir(s.run_dir, k)
     shutil.rmtree(out, ignore_errors=True)  # an M-step cut short by a crash left it half-written
@@ -108,16 +108,23 @@ def m_step(s: Session, k: int, pairs: list[tuple[TeacherPrompt, str]], adapter: 
         train=s.cfg.restem.train.spec(chat=not isinstance(pairs[0][0], str)),
         init_adapter=adapter.path if adapter and s.cfg.run.restem_init == "previous" else None,
     )
-    s.journal.append("mstep_start", f"r{k}", round=k, examples=len(pairs), init_adapter=job.init_adapter)
+    s.journal.append("mstep_start", f"r{k}", round=k, examples=len(pairs),
+                     init_adapter=_stored(s, adapter) if job.init_adapter else None)
     with s.phases.phase(f"round {k} · M-step · teacher SFT", 1, "jobs") as advance:
         (report,) = s.trainer().run([job])
         advance(1)
     if not report.ok:
         raise RunError(f"the M-step of round {k} failed ({report.error}); rerun with --resume to retry it")
-    s.journal.append("mstep_end", f"r{k}", round=k, adapter=report.adapter_dir, report=to_dict(report))
+    s.journal.append("mstep_end", f"r{k}", round=k, adapter=stored(s.run_dir, report.adapter_dir),
+                     report=relocated(to_dict(report), s.run_dir, Path()))
     s.metrics.log(k, {"mstep/loss": report.epoch_losses[-1] if report.epoch_losses else 0.0,
                       "mstep/examples": len(pairs)})
     return TeacherAdapter(k, report.adapter_dir)
+
+
+def _stored(s: Session, adapter: TeacherAdapter | None) -> str | None:
+    """The adapter's path as the journal stores it: relative to the run directory (journal.stored)."""
+    return stored(s.run_dir, adapter.path) if adapter else None
 
 
 def held_out_tau(s: Session, k: int, adapter: TeacherAdapter | None) -> None:
@@ -134,7 +141,7 @@ def held_out_tau(s: Session, k: int, adapter: TeacherAdapter | None) -> None:
     parse_failures = mean(0.0 if x.parsed else 1.0 for x in scored)
     s.journal.append("evaluation", f"r{k}", round=k, tau=tau, baseline_tau=baseline, per_context=per_context,
                      baselines=baselines, alone_tau=alone_tau, alone=alone or None, parse_failures=parse_failures,
-                     adapter=adapter.path if adapter else None)
+                     adapter=_stored(s, adapter))
     s.metrics.log(k, {"eval/tau": tau, "eval/baseline_tau": baseline, "eval/parse_failures": parse_failures}
                   | ({"eval/alone_tau": alone_tau} if alone_tau is not None else {}))
     also = f", context alone {alone_tau:.3f}" if alone_tau is not None else ""

@@ -35,13 +35,24 @@ def prepare_model(name: str, progress: Progress = print) -> Path:
     if (out / "config.json").exists():
         progress(f"{name} already prepared")
         return out
+    _check_writable(out.parent)
     gguf = find_gguf(EMBEDDED[name], progress)
-    out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{name}-") as tmp:
         progress(f"converting {gguf.name} to a bf16 Hugging Face folder ({EMBEDDED[name].convert})")
         convert_gguf(gguf, Path(tmp) / "model")
         os.replace(Path(tmp) / "model", out)
     return out
+
+
+def _check_writable(folder: Path) -> None:
+    """Before any work: `folder` (under $SEAL_HOME) exists or is made, and takes a new folder."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=folder):
+            pass
+    except OSError as e:
+        raise ModelError(f"cannot write prepared models to {folder} ({e.strerror}): set SEAL_HOME to a folder "
+                         "you can write") from None
 
 
 def listing() -> list[tuple[str, bool, Embedded]]:

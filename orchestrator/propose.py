@@ -94,8 +94,8 @@ def seal_records(
 
 
 def write_seal_file(out: Path, records: list[dict[str, Any]], meta: dict[str, Any]) -> None:
-    """Write `out` and `out.meta` atomically: a half-written file never replaces a good one."""
-    out.parent.mkdir(parents=True, exist_ok=True)
+    """Write `out` and `out.meta` atomically: a half-written file never replaces a good one. `out`'s folder
+    exists (the CLI checks --out before the work)."""
     meta = meta | {"k": len(records), "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S")}
     for path, data in ((out, records), (out.with_name(out.name + ".meta"), meta)):
         tmp = path.with_name(f".{path.name}.tmp")

@@ -40,8 +40,9 @@ from student.messages import LoRASpec, TrainSpec
 from student.pool import Pool
 from teacher.base import Teacher
 
-# Keys a resumed run may change: how long it runs and where its jobs run, not what it computes.
-RESUMABLE = ("run.rounds", "pool.", "metrics.", "teacher.url", "teacher.api_key_env")
+# Keys a resumed run may change: how long it runs, where its jobs run and where it lives (a run moved or
+# renamed: its journal's paths are relative to it), not what it computes.
+RESUMABLE = ("run.rounds", "run.name", "run.runs_dir", "pool.", "metrics.", "teacher.url", "teacher.api_key_env")
 
 
 @dataclass(frozen=True)

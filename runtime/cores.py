@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from transformers import StoppingCriteria
 
-from runtime.devices import usable_cores
+from runtime.devices import fixed_threads, usable_cores
 
 MARKS = Path(tempfile.gettempdir()) / f"seal-lm-cores-{os.getuid()}"
 CHECK_EVERY_S = 0.25  # a look at the folder costs ~0.1 ms; a step 20 ms to seconds
@@ -142,12 +142,6 @@ def _process_ticks(pid: int) -> int:
     except OSError:
         return 0
     return int(fields[11]) + int(fields[12])  # fields 14 and 15, counted after the command name
-
-
-def fixed_threads(value: str) -> int:
-    if not value.strip().isdigit() or int(value) < 1:
-        raise ValueError(f"SEAL_THREADS={value!r}: give a whole number of threads, 1 or more, or unset it")
-    return int(value)
 
 
 def _identity(pid: int) -> str:

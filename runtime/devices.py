@@ -31,3 +31,10 @@ def visible_gpus(device: str) -> list[str]:
 def usable_cores() -> int:
     """The CPU cores this process may run on (its affinity, where the OS tells)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def fixed_threads(value: str) -> int:
+    """The thread count SEAL_THREADS fixes (runtime/cores.py); checked at every command's start (seal's CLI)."""
+    if not value.strip().isdigit() or int(value) < 1:
+        raise ValueError(f"SEAL_THREADS={value!r}: give a whole number of threads, 1 or more, or unset it")
+    return int(value)

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 
-import torch
-
 VARIABLE = "SEAL_PRECISION"
 
 
@@ -22,12 +20,13 @@ def bf16_wanted(supported: bool) -> bool:
     return supported and value == "auto"
 
 
-
 def bf16_native(on_cpu: bool) -> bool:
     """bf16 has hardware behind it: a GPU that supports it, or a CPU with AVX512-BF16 or AMX (oneDNN's
     own check, what autocast on a CPU runs on). Elsewhere bf16 is emulated: on an AVX2-only AMD EPYC its
     matmuls at decoding shapes ran at 17–18 GFLOP/s against fp32's 62–70, and the teacher sampled 2.7×
     slower in bf16 than in fp32 (benchmarks/generation.py)."""
+    import torch  # this module's check of SEAL_PRECISION runs at every command's start, before torch is needed
+
     if not on_cpu:
         return torch.cuda.is_bf16_supported()
     return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()

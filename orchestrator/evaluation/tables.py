@@ -281,6 +281,6 @@ def results(
 
 
 def write(out: Path, data: dict[str, Any]) -> None:
-    """A table's JSON (`results`, and whatever a command adds) to `out`, its folder made if missing."""
-    out.parent.mkdir(parents=True, exist_ok=True)
+    """A table's JSON (`results`, and whatever a command adds) to `out`, in a folder that exists (the CLI
+    checks --out before the work)."""
     out.write_text(json.dumps(data, indent=1) + "\n")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from orchestrator.cli import app
@@ -35,6 +37,38 @@ def test_distill_trains_a_student_on_the_trained_teachers_edits(tiny_run: Path, 
     assert (out / "adapter" / "adapter_model.safetensors").exists()
     again = runner.invoke(app, args)
     assert again.exit_code == 2 and "exists: pass --name NEW" in again.output
+
+
+def test_distill_runs_from_any_folder_on_a_run_moved_and_renamed(
+    tiny_run: Path, tiny_model_dir: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The journal stores paths relative to the run directory: the run works wherever it is now."""
+    moved = tmp_path / "archive" / "renamed-run"
+    shutil.copytree(tiny_run, moved)
+    (end,) = (r for r in read_journal(moved / JOURNAL) if r["type"] == "mstep_end")
+    assert end["adapter"] == "adapters/round-1/teacher"  # nothing points back at the original run
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    result = runner.invoke(app, ["distill", str(moved), "--student", tiny_model_dir, "--contexts", "1",
+                                 "--name", "moved"])
+    assert result.exit_code == 0, result.output
+    assert (moved / "distill" / "moved" / "adapter" / "adapter_model.safetensors").exists()
+
+
+def test_a_failed_distillation_leaves_nothing_that_blocks_the_same_command(
+    tiny_run: Path, tiny_model_dir: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestrator import distill
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    monkeypatch.setattr(distill, "one_edit_each", lambda teacher, domain, corpus, *args: [""] * len(corpus))
+    args = ["distill", str(run), "--student", tiny_model_dir, "--contexts", "2", "--name", "x"]
+    for _ in range(2):  # the same command, the same error: not "exists: pass --name NEW"
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, result.output
+        assert "error: no usable self-edit among 2 contexts: nothing to distill" in result.output
+        assert not (run / "distill").exists()
 
 
 def test_compare_runs_both_modes_on_the_same_held_out_contexts(

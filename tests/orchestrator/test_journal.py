@@ -16,8 +16,10 @@ from orchestrator.journal import (
     RunDirError,
     TeacherAdapter,
     create_run_dir,
+    in_run,
     read_journal,
     relocated,
+    stored,
     trained_adapter,
 )
 
@@ -126,6 +128,42 @@ def test_relocated_moves_paths_inside_the_run_directory_and_nothing_else(tmp_pat
         "report": {"adapter_dir": str(new), "paths": [f"{old}2/adapters", "x-single-model/y"]},
         "note": f"trained in {old}",
     }
+
+
+def test_paths_are_stored_relative_to_the_run_and_found_wherever_it_is_now(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run moved, renamed or read from another folder finds its adapters: stored relative to the run
+    directory; an older journal's path (relative to where the run started, or absolute) found at the same
+    place inside the run directory, an absolute one that is still there as written."""
+    monkeypatch.chdir(tmp_path)
+    run = Path("runs") / "first"
+    assert stored(run, str(run / "adapters" / "round-1" / "teacher")) == "adapters/round-1/teacher"
+    assert stored(run, "/elsewhere/adapter") == "/elsewhere/adapter"  # not in the run: kept as given
+    (run / "adapters" / "round-1" / "teacher").mkdir(parents=True)
+    older = "runs/first/adapters/round-1/teacher"  # an older journal, read where the run started
+    assert in_run(run, older) == older
+    moved = tmp_path / "archive" / "renamed"
+    (moved / "adapters" / "round-1" / "teacher").mkdir(parents=True)
+    (tmp_path / "kept").mkdir()
+    monkeypatch.chdir(tmp_path / "archive")
+    here = str(moved / "adapters" / "round-1" / "teacher")
+    assert in_run(moved, "adapters/round-1/teacher") == here
+    assert in_run(moved, "runs/first/adapters/round-1/teacher") == here  # older journal, run since moved
+    assert in_run(moved, str(tmp_path / "runs" / "gone" / "adapters" / "round-1" / "teacher")) == here
+    assert in_run(moved, str(tmp_path / "kept")) == str(tmp_path / "kept")  # absolute and there: as written
+    assert in_run(moved, "adapters/round-2/teacher") == str(moved / "adapters" / "round-2" / "teacher")
+    (tmp_path / "archive" / "adapters" / "round-3" / "teacher").mkdir(parents=True)  # another run's, here
+    assert in_run(moved, "adapters/round-3/teacher") == str(moved / "adapters" / "round-3" / "teacher")
+    ends = [{"type": "mstep_end", "key": "r1", "round": 1, "adapter": "adapters/round-1/teacher"}]
+    assert trained_adapter(ends, run_dir=moved) == TeacherAdapter(1, here)
+
+
+def test_binary_bytes_in_a_journal_are_a_damaged_line(tmp_path: Path) -> None:
+    path = tmp_path / "journal.jsonl"
+    path.write_bytes(b'{"type": "a", "key": "1"}\n\xff\xfe\x00binary\n')
+    with pytest.raises(RunDirError, match="line 2 is not JSON; the journal is damaged"):
+        read_journal(path)
 
 
 def test_a_write_the_disk_cannot_take_is_undone_and_names_the_journal(

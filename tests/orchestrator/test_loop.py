@@ -134,9 +134,11 @@ def test_a_round_journals_every_step_once(uninterrupted: list[dict[str, Any]]) -
     assert len(selection["kept"]) == 2 and selection["rule"] == "best_of_m"  # the knowledge domain's rule
 
 
-def test_single_model_students_adapt_the_current_teacher(uninterrupted: list[dict[str, Any]]) -> None:
+def test_single_model_students_adapt_the_current_teacher(uninterrupted: list[dict[str, Any]], tiny_run: Path
+                                                         ) -> None:
     (mstep,) = (r for r in uninterrupted if r["type"] == "mstep_end")
-    assert Path(mstep["adapter"], "adapter_model.safetensors").exists()
+    assert mstep["adapter"] == "adapters/round-1/teacher"  # relative to the run directory, wherever it is
+    assert (tiny_run / mstep["adapter"] / "adapter_model.safetensors").exists()
     evaluations = {r["round"]: r for r in uninterrupted if r["type"] == "evaluation"}
     assert evaluations[0]["adapter"] is None and evaluations[1]["adapter"] == mstep["adapter"]
     baselines = {r["key"].split("/")[1] for r in uninterrupted if r["key"].startswith("baseline/")}
@@ -270,8 +272,9 @@ def test_the_inline_pool_runs_the_same_loop_on_one_network(
         assert {k: v for k, v in ours.items() if before_the_adapter(k)} == {
             k: v for k, v in theirs.items() if before_the_adapter(k)}
     assert any(not before_the_adapter(k) for k in results(inline, "report"))  # round 1 did run inline
-    adapters = [Path(r["adapter"]) / "adapter_model.safetensors"
-                for r in (*inline, *whole) if r["type"] == "mstep_end"]
+    adapters = [run_dir / r["adapter"] / "adapter_model.safetensors"
+                for run_dir, records in ((tmp_path / "whole", inline), (tiny_run, whole))
+                for r in records if r["type"] == "mstep_end"]
     ours, theirs = (load_file(a) for a in adapters)
     assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
 

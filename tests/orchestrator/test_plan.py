@@ -123,8 +123,12 @@ def test_seal_plan_prints_the_plan(monkeypatch: pytest.MonkeyPatch) -> None:
     (["--gpus", "8", "--set", "pool.devices=[0]"], "error: teacher.devices and pool.devices share GPU 0"),
     (["--gpus", "8", "--set", "teacher.devices=[0,1,2]"], "error: teacher.devices: 3 GPUs means tensor-parallel"),
     (["--gpus", "1"], "error: teacher.gpu_memory_utilization: the vLLM teacher and the students would share"),
-    (["--gpus", "-1"], "error: --gpus must be 0 (the CPU) or more, got -1"),
-    (["--gpu-memory-gib", "0"], "error: --gpu-memory-gib must be more than 0, got 0"),
+    (["--gpus", "-1"], "error: --gpus must be 0 (the CPU) to 4096, got -1"),
+    (["--gpus", "100000"], "error: --gpus must be 0 (the CPU) to 4096, got 100000"),
+    (["--gpu-memory-gib", "0"], "error: --gpu-memory-gib must be a finite number more than 0, got 0"),
+    (["--gpu-memory-gib", "-1"], "error: --gpu-memory-gib must be a finite number more than 0, got -1"),
+    (["--gpu-memory-gib", "nan"], "error: --gpu-memory-gib must be a finite number more than 0, got nan"),
+    (["--gpu-memory-gib", "inf"], "error: --gpu-memory-gib must be a finite number more than 0, got inf"),
 ])
 def test_seal_plan_rejects_bad_input_in_one_line(args: list[str], message: str) -> None:
     result = runner.invoke(app, ["plan", str(PAPER), *args])

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from orchestrator.session import check_inputs
+from orchestrator.config import config_toml, load_config
+from orchestrator.journal import CONFIG, create_run_dir
+from orchestrator.session import check_inputs, prepare_run_dir
 
 from .conftest import TinyConfig
 
@@ -30,3 +32,13 @@ def test_only_the_factories_construct_teachers_students_and_pools() -> None:
     found = [f"{path.name}:{n}" for path in sorted(orchestrator.rglob("*.py")) if path.name != "roles.py"
              for n, line in enumerate(path.read_text().splitlines(), 1) if built.search(line)]
     assert found == []
+
+
+def test_a_run_moved_and_renamed_resumes_where_it_is_now(tiny_config: TinyConfig, tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path / "runs", "first")
+    create_run_dir(cfg.run_dir, config_toml(cfg))
+    moved = tiny_config(tmp_path / "archive", "renamed")
+    moved.run_dir.parent.mkdir()
+    cfg.run_dir.rename(moved.run_dir)
+    assert prepare_run_dir(moved, resume=True) == moved.run_dir
+    assert load_config(moved.run_dir / CONFIG).run_dir == moved.run_dir  # the config says where it is now

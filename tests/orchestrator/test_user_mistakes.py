@@ -205,3 +205,80 @@ def test_a_failed_step_or_a_full_disk_is_one_line_and_exit_1(
     monkeypatch.setattr(loop, "main", fails)  # where the run stops is not under test; the CLI's handler is
     code, output = run_with(seal_cli, runs)
     assert (code, output.strip()) == (1, line)
+
+
+# --- mistakes checked before any work (issue #34): each is one line, and nothing is written ----------------
+
+
+def test_report_of_a_journal_with_binary_bytes(tmp_path: Path, seal_cli: SealCli) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "journal.jsonl").write_bytes(b'{"type": "session", "key": "0"}\n\x89PNG\r\n\x1a\x00\xff\n')
+    for html in ([], ["--html"]):
+        one_line_error(*seal_cli("report", run, *html), f"{run / 'journal.jsonl'}: line 2 is not JSON")
+    assert sorted(p.name for p in run.iterdir()) == ["journal.jsonl"]
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--sample", "0"], "--sample must be 1 or more, got 0"),
+        (["--sample", "2", "--passages", "3"], "--passages and --sample exclude each other"),
+    ],
+)
+def test_eval_edits_passages_and_sample(flags: list[str], message: str, tmp_path: Path, seal_cli: SealCli) -> None:
+    # a model that does not exist: the mistake is found before any model would be resolved or loaded
+    one_line_error(*seal_cli("eval-edits", "--data", default_data(), "--model", tmp_path / "none", *flags), message)
+
+
+@pytest.mark.parametrize("command", ["propose", "eval-edits"])
+def test_out_naming_a_directory_or_a_missing_folder(command: str, tmp_path: Path, seal_cli: SealCli) -> None:
+    args = (command, "--data", default_data(), "--model", tmp_path / "none", "--out")
+    one_line_error(*seal_cli(*args, tmp_path), f"--out {tmp_path} is a directory: give a file name")
+    missing = Path("/seal-no-such-folder") / "dir" / "x.json"  # never made, not even at the filesystem root
+    one_line_error(*seal_cli(*args, missing), f"--out {missing}: directory {missing.parent} does not exist")
+    assert not missing.parent.parent.exists()
+
+
+def test_teacher_log_dir_naming_a_file(tmp_path: Path, seal_cli: SealCli) -> None:
+    file = tmp_path / "log"
+    file.write_text("a file")
+    one_line_error(*seal_cli("teacher", "serve", "--log-dir", file), f"--log-dir {file}: {file} is a file")
+    one_line_error(*seal_cli("teacher", "serve", "--log-dir", file / "sub"), f"{file} is a file, not a folder")
+
+
+def test_seal_home_that_is_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seal_cli: SealCli) -> None:
+    home = tmp_path / "home"
+    home.write_text("a file")
+    monkeypatch.setenv("SEAL_HOME", str(home))
+    one_line_error(*seal_cli("prepare-model"), f"cannot write prepared models to {home / 'models'} (Not a directory)")
+
+
+@pytest.mark.skipif(_writable(Path("/sys")), reason="/sys is writable here")
+def test_seal_home_that_cannot_be_written(monkeypatch: pytest.MonkeyPatch, seal_cli: SealCli) -> None:
+    monkeypatch.setenv("SEAL_HOME", "/sys/seal-home")  # read-only even for root
+    one_line_error(*seal_cli("prepare-model"), "cannot write prepared models to /sys/seal-home/models (")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [("SEAL_THREADS", "abc", "SEAL_THREADS='abc': give a whole number of threads"),
+     ("SEAL_THREADS", "0", "SEAL_THREADS='0': give a whole number of threads, 1 or more"),
+     ("SEAL_PRECISION", "xyz", "SEAL_PRECISION='xyz': give auto or fp32")],
+)
+def test_a_bad_runtime_variable_stops_every_command_at_start(
+    variable: str, value: str, message: str, runs: Path, monkeypatch: pytest.MonkeyPatch, seal_cli: SealCli
+) -> None:
+    monkeypatch.setenv(variable, value)
+    one_line_error(*run_with(seal_cli, runs), message)
+    assert not runs.exists()
+    one_line_error(*seal_cli("plan"), message)
+
+
+@pytest.mark.parametrize("name", ["../escape", "", "..", "a/b"])
+def test_a_name_that_is_not_one_folder(name: str, runs: Path, tmp_path: Path, seal_cli: SealCli) -> None:
+    one_line_error(*seal_cli("run", "--name", name, "--set", f'run.runs_dir="{runs}"'),
+                   f"--name: must be one folder name: not empty, no / or \\, not . or .. (got {name!r})")
+    assert not runs.exists() and not (tmp_path / "escape").exists()
+    one_line_error(*seal_cli("distill", tmp_path, "--student", "x", "--name", name), "--name: must be one folder")
+

@@ -35,7 +35,8 @@ RECORD = {"title": "T", "context": "C", "questions": QUESTIONS, "completions": [
 )
 def test_eval_edits_user_errors(tmp_path: Path, records: object, flags: list[str], message: str) -> None:
     path = write(tmp_path, records)
-    result = CliRunner().invoke(app, ["eval-edits", "--data", str(path), "--passages", "1", *flags])
+    first = [] if "--sample" in flags else ["--passages", "1"]  # the two exclude each other
+    result = CliRunner().invoke(app, ["eval-edits", "--data", str(path), *first, *flags])
     assert result.exit_code == 2
     assert result.output.startswith("error: ") and message in result.output
     assert result.output.count("\n") == 1
@@ -69,7 +70,7 @@ def test_eval_edits_runs_the_table(tmp_path: Path, tiny_model_dir: str) -> None:
     data = write(tmp_path, [RECORD, RECORD | {"context": "D", "completions": ["Sure:"]}])
     qa = tmp_path / "edits_prompt-self-qa.json"  # the same passages, self-QA edits
     qa.write_text(json.dumps([RECORD | {"completions": ["Q?\nAnswer: Otrar"]}, RECORD | {"context": "D"}]))
-    out = tmp_path / "out" / "table.json"
+    out = tmp_path / "table.json"
     flags = ["--passages", "2", "--model", tiny_model_dir, "--set", "student.train.epochs=1", "--out", str(out)]
     result = CliRunner().invoke(app, ["eval-edits", "--data", str(data), "--data", str(qa), *flags])
     assert result.exit_code == 0, result.output
