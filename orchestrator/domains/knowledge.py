@@ -259,8 +259,8 @@ class KnowledgeDomain:
 
     def parse_edit(self, context: Passage, text: str, train: TrainSpec) -> ParsedEdit:
         """The edit's training examples (one per line, or per question–answer pair), then the passage
-        itself, as the paper trains. A repeated example is trained once: an edit that only restates the
-        passage trains exactly what `context_alone` does."""
+        itself, as the paper trains. A line that restates the passage is trained once, as the passage: an
+        edit that only restates it trains exactly what `context_alone` does."""
         if not text.strip():
             raise ParseFailure("empty self-edit")
         if self.edit_format == "self-qa":
@@ -273,8 +273,8 @@ class KnowledgeDomain:
             if not lines:
                 raise ParseFailure("no usable line in the self-edit (only list marks, headers or boilerplate)")
             examples = tuple(self.fact_example(context, line) for line in lines)
-        return ParsedEdit(examples=tuple(dict.fromkeys((*examples, self.fact_example(context, context.context)))),
-                          train=train)
+        passage = self.fact_example(context, context.context)
+        return ParsedEdit(examples=(*(e for e in examples if e != passage), passage), train=train)
 
     def context_alone(self, context: Passage, train: TrainSpec) -> ParsedEdit:
         return ParsedEdit(examples=(self.fact_example(context, context.context),), train=train)
