@@ -57,9 +57,10 @@ def test_work_per_round_follows_the_loop() -> None:
 def test_the_quickstart_estimate_is_the_unit_costs_summed() -> None:
     u = read_unit_costs()
     plan = make_plan(load_config(None), "quickstart", gpus=0)
-    held_out = 4 * (u.teacher_edit + u.inner_loop + u.baseline)
+    # per context a baseline and a student trained on the passage alone (restem.baseline: knowledge's "context")
+    held_out = 4 * (u.teacher_edit + 2 * u.inner_loop + u.baseline)
     m_step = u.mstep * 4 * 2 / (u.mstep_examples * u.mstep_epochs)  # ≤ 4 kept edits, 2 epochs
-    later = 12 * (u.teacher_edit + u.inner_loop) + 4 * u.baseline + m_step + held_out
+    later = 12 * (u.teacher_edit + u.inner_loop) + 4 * (u.inner_loop + u.baseline) + m_step + held_out
     assert plan.total_seconds == pytest.approx(held_out + 2 * later)
     assert not plan.placement.on_gpu and not plan.warnings
 
