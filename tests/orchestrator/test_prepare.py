@@ -155,7 +155,8 @@ def test_prepared_gemma_generates_as_the_gguf_with_bos(gemma_dir: str) -> None:
     assert greedy(direct.to(torch.bfloat16)) == prepared
     assert "The The" not in tokenizer.decode(prepared)  # what it wrote without <bos>: "France. The The The"
     # The hf teacher tokenizes a plain prompt the same way, <bos> first.
-    (proposal,), = HFTeacher(gemma_dir, device="cpu").propose([prompt], Sampling(n=1, temperature=0.0, max_tokens=16))
+    teacher = HFTeacher(gemma_dir, device="cpu", dtype=torch.bfloat16)  # as `prepared`, wherever bf16 is native
+    (proposal,), = teacher.propose([prompt], Sampling(n=1, temperature=0.0, max_tokens=16))
     assert proposal.text == tokenizer.decode(prepared, skip_special_tokens=True)
 
 
